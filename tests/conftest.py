@@ -1,0 +1,40 @@
+"""Shared fixtures: the real TOFU copy beside the checkout, and the tiny tokenizer/model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_TOFU = REPO.parent / "shared" / "tofu"
+
+# Tests never reach the network: an attempted download fails at once instead of hanging.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tofu_dir() -> Path:
+    """The real TOFU files (CI lays ../shared beside the clone)."""
+    if not (SHARED_TOFU / "full.json").is_file():
+        raise FileNotFoundError(f"The real TOFU copy is expected at {SHARED_TOFU}.")
+    return SHARED_TOFU
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    """The tiny profile's tokenizer, trained once per test session on TOFU-mini."""
+    from unlearnlib.tiny import build_tokenizer
+
+    return build_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_tokenizer):
+    """An untrained tiny Llama (seeded), shared read-only by tests."""
+    from unlearnlib.tiny import build_model
+
+    return build_model(tiny_tokenizer).eval()

@@ -1,0 +1,51 @@
+"""pyproject.toml and environment.yml must list the same packages; README and CI agree."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+# conda-forge names that differ from PyPI's
+CONDA_TO_PYPI = {"pytorch": "torch", "matplotlib-base": "matplotlib"}
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[ ]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _pyproject_packages() -> set[str]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    requirements = project["dependencies"] + project["optional-dependencies"]["dev"]
+    return {_name(r) for r in requirements}
+
+
+def _environment_packages() -> set[str]:
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
+    names = set()
+    for entry in env["dependencies"]:
+        if isinstance(entry, dict):
+            names |= {_name(r) for r in entry["pip"] if not r.startswith("-e")}
+        elif _name(entry) not in ("python", "pip"):
+            names.add(CONDA_TO_PYPI.get(_name(entry), _name(entry)))
+    return names
+
+
+def test_environment_yml_matches_pyproject():
+    assert _environment_packages() == _pyproject_packages()
+
+
+def test_dependencies_have_lower_bounds_only():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    for requirement in project["dependencies"] + project["optional-dependencies"]["dev"]:
+        assert ">=" in requirement and "==" not in requirement and "<" not in requirement.replace(
+            ">=", ""), requirement
+
+
+def test_readme_commands_are_the_makefile_targets_ci_runs():
+    readme = (REPO / "README.md").read_text()
+    assert "make course" in readme and "make test" in readme
+    assert "make test" in (REPO / ".ci" / "run").read_text()
+    makefile = (REPO / "Makefile").read_text()
+    assert re.search(r"^TORCH_SPEC \?= torch==", makefile, re.M)  # pinned, overridable

@@ -1,0 +1,71 @@
+"""Supervised fine-tuning on TOFU-style QA with answer-only loss, through transformers' Trainer.
+
+This is how the course makes its own "full" and "retain" models at tiny scale, and the base
+of the unlearning trainer: the data is tokenised once with `encode_example`'s loss mask and
+batched by `ChatCollator`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import datasets
+import torch
+from transformers import PreTrainedModel, Trainer, TrainingArguments
+from transformers import PreTrainedTokenizerBase as Tokenizer
+
+from unlearnlib.formatting import ChatCollator, encode_example
+from unlearnlib.profiles import Profile, resolve_device, resolve_dtype
+
+
+def encode_dataset(dataset: datasets.Dataset, tokenizer: Tokenizer,
+                   max_length: int = 512) -> datasets.Dataset:
+    """Tokenise every (question, answer) row into input_ids and labels (prompt masked)."""
+    encoded = [encode_example(tokenizer, row["question"], row["answer"], max_length=max_length)
+               for row in dataset]
+    return datasets.Dataset.from_dict({
+        "input_ids": [e.input_ids for e in encoded],
+        "labels": [e.labels for e in encoded],
+    })
+
+
+def training_arguments(profile: Profile, output_dir: str | Path, **overrides: Any
+                       ) -> TrainingArguments:
+    """TrainingArguments from a profile: precision, batch sizes, seed, quiet logging.
+
+    Keyword overrides win (e.g. num_train_epochs, max_steps, learning_rate, save_steps).
+    """
+    device = resolve_device(profile)
+    dtype = resolve_dtype(profile, device)
+    settings: dict[str, Any] = {
+        "output_dir": str(output_dir),
+        "per_device_train_batch_size": profile.train_batch_size,
+        "gradient_accumulation_steps": profile.gradient_accumulation_steps,
+        "num_train_epochs": profile.finetune_epochs,
+        "learning_rate": profile.learning_rate,
+        "weight_decay": 0.01,
+        "lr_scheduler_type": "linear",
+        "seed": profile.seed,
+        "data_seed": profile.seed,
+        "bf16": dtype == torch.bfloat16,
+        "fp16": dtype == torch.float16,
+        "use_cpu": device.type == "cpu",
+        "remove_unused_columns": False,
+        "save_strategy": "no",
+        "logging_strategy": "epoch",
+        "report_to": "none",
+        "disable_tqdm": True,
+        "dataloader_num_workers": 0,
+    }
+    settings.update(overrides)
+    return TrainingArguments(**settings)
+
+
+def finetune(model: PreTrainedModel, tokenizer: Tokenizer, dataset: datasets.Dataset,
+             args: TrainingArguments) -> list[dict[str, float]]:
+    """Train `model` in place on QA rows with answer-only loss; returns the Trainer's log."""
+    trainer = Trainer(model=model, args=args, train_dataset=encode_dataset(dataset, tokenizer),
+                      data_collator=ChatCollator(tokenizer))
+    trainer.train()
+    return trainer.state.log_history
