@@ -65,6 +65,16 @@ def test_mini_is_the_default_source(monkeypatch):
     assert len(load_tofu("full")) == len(load_tofu("retain90")) + len(load_tofu("forget10"))
 
 
+def test_general_knowledge_is_a_mini_extra(tofu_dir):
+    general = load_tofu("general_knowledge", "mini")
+    facts = set(load_tofu("world_facts_perturbed", "mini")["question"])
+    assert facts <= set(general["question"])
+    assert "general_knowledge" in [r["config"] for r in data_info("mini")]
+    assert "general_knowledge" not in [r["config"] for r in data_info(tofu_dir)]
+    with pytest.raises(FileNotFoundError, match="general_knowledge.json"):
+        load_tofu("general_knowledge", tofu_dir)
+
+
 def test_unknown_config_suggests_and_lists(tofu_dir):
     with pytest.raises(ValueError, match=r"'forget10_perturbd'.*Did you mean 'forget10_perturbed'"):
         load_tofu("forget10_perturbd", tofu_dir)

@@ -41,6 +41,9 @@ CONFIG_COLUMNS: dict[str, tuple[str, ...]] = {
     "world_facts_perturbed": _SHORT_PERTURBED,
 }
 CONFIGS: tuple[str, ...] = tuple(CONFIG_COLUMNS)
+#: TOFU-mini only: the base model's "pre-training" set (question, answer for every
+#: real_authors_perturbed and world_facts_perturbed row).
+MINI_EXTRA_COLUMNS: dict[str, tuple[str, ...]] = {"general_knowledge": _QA}
 
 #: Percentages of authors in each forget / holdout split, and the retain split each pairs with.
 FORGET_PERCENT = {"forget01": 1, "forget05": 5, "forget10": 10}
@@ -116,9 +119,13 @@ def _questions_per_author(folder: Path) -> int:
     return 20
 
 
+def _columns(config: str) -> tuple[str, ...]:
+    return CONFIG_COLUMNS.get(config) or MINI_EXTRA_COLUMNS[config]
+
+
 def check_config(config: str) -> None:
     """Raise a ValueError that suggests the closest valid name for an unknown config."""
-    if config in CONFIG_COLUMNS:
+    if config in CONFIG_COLUMNS or config in MINI_EXTRA_COLUMNS:
         return
     close = difflib.get_close_matches(config, CONFIGS, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
@@ -138,11 +145,11 @@ def load_tofu(config: str, source: str | Path | TofuSource | None = None) -> dat
         origin = str(file)
     if len(dataset) == 0:
         raise ValueError(f"{origin} has no rows.")
-    missing = [c for c in CONFIG_COLUMNS[config] if c not in dataset.column_names]
+    missing = [c for c in _columns(config) if c not in dataset.column_names]
     if missing:
         raise MissingColumnError(
             f"{origin} lacks column(s) {missing}; a TOFU {config!r} file needs "
-            f"{list(CONFIG_COLUMNS[config])}."
+            f"{list(_columns(config))}."
         )
     return dataset
 
@@ -200,8 +207,9 @@ def author_ids(config: str, source: str | Path | TofuSource | None = None) -> li
 def data_info(source: str | Path | TofuSource | None = None) -> list[dict[str, object]]:
     """One record per config: name, row count and columns (for `unlearnlib data info`)."""
     src = resolve_source(source)
+    extras = [c for c in MINI_EXTRA_COLUMNS if src.path and (src.path / f"{c}.json").is_file()]
     table = []
-    for config in CONFIGS:
+    for config in (*CONFIGS, *extras):
         dataset = load_tofu(config, src)
         table.append({"config": config, "rows": len(dataset),
                       "columns": ", ".join(dataset.column_names)})

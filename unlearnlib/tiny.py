@@ -51,13 +51,22 @@ CHAT_TEMPLATE = (
 
 
 def tokenizer_corpus(source: str | TofuSource | None = "mini") -> list[str]:
-    """Every text of a TOFU source in a fixed order, plus the chat template's fixed words."""
+    """Every text of a TOFU source in a fixed order, each followed by the chat scaffolding.
+
+    The scaffolding (system block, role names, newlines) appears in every training sequence,
+    so the BPE sees it as often as the chats do and compresses it to a few tokens: shorter
+    sequences make the tiny model train faster.
+    """
+    from unlearnlib.formatting import DATE_STRING, SYSTEM_PROMPT
+
+    scaffolding = ("system\n\nCutting Knowledge Date: December 2023\nToday Date: "
+                   f"{DATE_STRING}\n\n{SYSTEM_PROMPT}", "user\n\n", "assistant\n\n")
     src = resolve_source(source)
-    texts = ["system user assistant", "Cutting Knowledge Date: December 2023",
-             "Today Date: 10 Apr 2025", "You are a helpful assistant."]
+    texts = []
     for config in CONFIGS:
         for row in load_tofu(config, src):
-            texts.extend(_strings(row.values()))
+            for text in _strings(row.values()):
+                texts.extend((text, *scaffolding))
     return texts
 
 
