@@ -1,0 +1,350 @@
+"""The course's notebooks: hygiene conventions, golden notebooks, the papermill runner, plots.
+
+`make test` also runs `pytest --nbval-lax`, which re-executes the goldens under tests/goldens
+and compares the cells marked `# NBVAL_CHECK_OUTPUT`; these tests make sure the goldens
+are the notebooks' own sources and that the marked cells check something.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import sys
+import types
+from pathlib import Path
+
+import matplotlib
+import nbformat
+import pandas as pd
+import pytest
+from IPython.core.inputtransformer2 import TransformerManager
+from matplotlib.colors import to_hex
+
+from unlearnlib import course
+from unlearnlib.cli import main
+from unlearnlib.course import (
+    GITHUB_REPO,
+    INJECTED_TAG,
+    KERNEL_NAME,
+    PROGRESS_ENV,
+    NotebookFailed,
+    colab_url,
+    course_environment,
+    course_notebooks,
+    parse_parameter,
+    run_course,
+    strip_volatile,
+)
+from unlearnlib.plots import SPLIT_PALETTE, plot_split_sizes, split_family
+from unlearnlib.profiles import get_profile
+
+matplotlib.use("Agg")
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO / "notebooks"
+GOLDENS = REPO / "tests" / "goldens"
+CHECK_MARKER = "# NBVAL_CHECK_OUTPUT"
+#: Text that would make a checked output change from run to run or machine to machine.
+VOLATILE_IN_CHECKED_CELLS = ("__version__", "perf_counter", "time.time", "datetime", "pvalue",
+                             "cuda.get_device_name")
+
+NOTEBOOK_PATHS = course_notebooks(NOTEBOOKS)
+
+
+def _read(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)
+
+
+def _code_cells(notebook: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    return [cell for cell in notebook.cells if cell.cell_type == "code"]
+
+
+def _python(source: str) -> ast.Module:
+    """A cell's source as Python, with IPython syntax (%pip, !cmd) turned into calls."""
+    return ast.parse(TransformerManager().transform_cell(source))
+
+
+def _tagged(notebook: nbformat.NotebookNode, tag: str) -> list[nbformat.NotebookNode]:
+    return [cell for cell in notebook.cells if tag in cell.metadata.get("tags", [])]
+
+
+notebook_params = pytest.mark.parametrize("path", NOTEBOOK_PATHS, ids=lambda p: p.stem)
+
+
+def test_the_course_has_numbered_notebooks_only():
+    assert [p.name for p in NOTEBOOK_PATHS][:2] == ["00_welcome.ipynb", "01_tofu_data.ipynb"]
+    assert sorted(NOTEBOOKS.glob("*.ipynb")) == NOTEBOOK_PATHS  # nothing else, all NN_name
+
+
+@notebook_params
+def test_committed_without_outputs(path):
+    for cell in _code_cells(_read(path)):
+        assert cell.outputs == [] and cell.execution_count is None, cell.source[:60]
+    assert "papermill" not in _read(path).metadata
+
+
+@notebook_params
+def test_kernel_and_colab_gpu_metadata(path):
+    metadata = _read(path).metadata
+    assert metadata.kernelspec.name == KERNEL_NAME
+    assert metadata.accelerator == "GPU"
+    assert metadata.colab.gpuType == "T4"
+
+
+@notebook_params
+def test_title_and_badge_to_its_own_path(path):
+    notebook = _read(path)
+    first = notebook.cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith("# ")
+    assert f"]({colab_url(path)})" in first.source
+    links = re.findall(r"https://colab\.research\.google\.com/github/[^)\s]+",
+                       "\n".join(c.source for c in notebook.cells))
+    assert links == [f"https://colab.research.google.com/github/{GITHUB_REPO}/blob/main/"
+                     f"notebooks/{path.name}"]
+
+
+def _run_install_cell(source: str) -> list[tuple[str, str]]:
+    """Execute the install cell with a stand-in IPython; returns the magics it ran."""
+    calls: list[tuple[str, str]] = []
+    shell = types.SimpleNamespace(run_line_magic=lambda name, line: calls.append((name, line)),
+                                  system=lambda command: calls.append(("system", command)))
+    exec(compile(_python(source), "install-cell", "exec"), {"get_ipython": lambda: shell})
+    return calls
+
+
+@notebook_params
+def test_first_code_cell_installs_on_colab_only(path, monkeypatch):
+    source = _code_cells(_read(path))[0].source
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    assert _run_install_cell(source) == []  # does nothing outside Colab
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    calls = _run_install_cell(source)
+    assert len(calls) == 1
+    command = " ".join(calls[0])
+    assert "pip install" in command
+    assert f"unlearnlib @ git+https://github.com/{GITHUB_REPO}" in command
+    assert " -e " not in command and "--editable" not in command  # -e needs a restart on Colab
+    assert not re.search(r"\b(torch|numpy)\b", command)  # never reinstall Colab's own
+
+
+@notebook_params
+def test_one_parameters_cell_of_literal_assignments(path):
+    notebook = _read(path)
+    (cell,) = _tagged(notebook, "parameters")
+    assert _code_cells(notebook)[1] is cell  # right after the install cell
+    values = {}
+    for statement in ast.parse(cell.source).body:
+        assert isinstance(statement, ast.Assign) and len(statement.targets) == 1
+        assert isinstance(statement.targets[0], ast.Name)
+        values[statement.targets[0].id] = ast.literal_eval(statement.value)
+    assert values["PROFILE"] == "tiny"
+    assert "setup_notebook(PROFILE" in _code_cells(notebook)[2].source  # then the set-up
+
+
+@notebook_params
+def test_objectives_and_narrative_before_computation(path):
+    cells = _read(path).cells
+    first_code = next(i for i, cell in enumerate(cells) if cell.cell_type == "code")
+    objectives = [c.source for c in cells[:first_code] if "## Learning objectives" in c.source]
+    assert objectives and len(re.findall(r"^- ", objectives[0], re.M)) >= 3
+    run = 0
+    for cell in cells:  # prose between computations: never more than two code cells in a row
+        run = run + 1 if cell.cell_type == "code" else 0
+        assert run <= 2, cell.source[:60]
+
+
+@notebook_params
+def test_every_exercise_is_checked_by_an_assertion(path):
+    cells = _read(path).cells
+    starts = [i for i, c in enumerate(cells)
+              if c.cell_type == "markdown" and re.match(r"#+ Exercise", c.source)]
+    assert starts, "at least one exercise"
+    for start, end in zip(starts, [*starts[1:], len(cells)], strict=True):
+        code = [c for c in cells[start:end] if c.cell_type == "code"]
+        assert any(isinstance(node, ast.Assert)
+                   for c in code for node in ast.walk(_python(c.source))), cells[start].source
+
+
+@notebook_params
+def test_checked_cells_print_nothing_volatile(path):
+    checked = [c for c in _code_cells(_read(path)) if CHECK_MARKER in c.source]
+    assert checked, "nbval checks the cells marked # NBVAL_CHECK_OUTPUT; mark at least one"
+    for cell in checked:
+        assert cell.source.startswith(CHECK_MARKER)
+        assert not any(word in cell.source for word in VOLATILE_IN_CHECKED_CELLS), cell.source
+
+
+def test_every_notebook_has_a_golden():
+    assert sorted(p.name for p in GOLDENS.glob("*.ipynb")) == [p.name for p in NOTEBOOK_PATHS], (
+        "run `make goldens` after adding, renaming or editing a notebook")
+
+
+def _without_injected(notebook: nbformat.NotebookNode) -> list[tuple[str, str]]:
+    return [(c.cell_type, c.source) for c in notebook.cells
+            if INJECTED_TAG not in c.metadata.get("tags", [])]
+
+
+@notebook_params
+def test_golden_sources_equal_notebook_sources(path):
+    golden = _read(GOLDENS / path.name)
+    assert _without_injected(golden) == _without_injected(_read(path)), (
+        "the notebook changed since its golden was made: run `make goldens`")
+    assert golden.metadata.kernelspec.name == KERNEL_NAME
+
+
+@notebook_params
+def test_goldens_are_executed_on_tiny_and_stripped(path):
+    golden = _read(GOLDENS / path.name)
+    (injected,) = _tagged(golden, INJECTED_TAG)
+    assert 'PROFILE = "tiny"' in injected.source
+    assert not {"papermill", "execution"} & set(golden.metadata)
+    for cell in _code_cells(golden):
+        assert cell.execution_count is not None, cell.source[:60]
+        assert not {"papermill", "execution"} & set(cell.metadata)
+        assert all(output.output_type != "error" for output in cell.outputs)
+        if CHECK_MARKER in cell.source:  # a checked cell checks something, and no warnings
+            assert cell.outputs, cell.source
+            assert all(o.get("name") != "stderr" for o in cell.outputs), cell.source
+
+
+def _recipe(makefile: str, target: str) -> str:
+    return re.search(rf"^{target}:.*\n((?:\t.*\n)+)", makefile, re.M).group(1)
+
+
+def test_make_runs_the_course_checks_and_refreshes_the_goldens():
+    makefile = (REPO / "Makefile").read_text()
+    course_recipe = _recipe(makefile, "course")
+    assert "unlearnlib course run --profile tiny --out build/executed" in course_recipe
+    assert "pytest -q --nbval-lax" in _recipe(makefile, "test")
+    goldens = _recipe(makefile, "goldens")
+    assert "course run --profile tiny" in goldens and "--strip" in goldens
+    assert "tests/goldens/" in goldens
+    assert "ipykernel install --sys-prefix --name python3" in _recipe(makefile, "install")
+
+
+# The runner, on small synthetic notebooks (each starts a real kernel: about two seconds).
+
+def _notebook(folder: Path, name: str, *sources: str, parameters: str = 'PROFILE = "x"') -> Path:
+    cells = [nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}),
+             *(nbformat.v4.new_code_cell(source) for source in sources)]
+    notebook = nbformat.v4.new_notebook(cells=cells, metadata={
+        "kernelspec": {"name": KERNEL_NAME, "display_name": "Python 3", "language": "python"}})
+    path = folder / f"{name}.ipynb"
+    nbformat.write(notebook, path)
+    return path
+
+
+def _stdout(path: Path) -> str:
+    return "".join(o.get("text", "") for c in _code_cells(_read(path)) for o in c.outputs)
+
+
+def test_run_course_injects_parameters_sets_environment_and_times(tmp_path, monkeypatch):
+    monkeypatch.delenv(PROGRESS_ENV, raising=False)
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    _notebook(notebooks, "00_first", "import os\nprint(PROFILE, STEPS, os.environ['"
+              + PROGRESS_ENV + "'], os.environ['HF_HUB_OFFLINE'])", parameters="PROFILE = 'x'\n"
+              "STEPS = 1")
+    _notebook(notebooks, "01_second", "print('second', PROFILE)")
+    runs = run_course("tiny", tmp_path / "out", parameters={"STEPS": 3}, notebooks=notebooks,
+                      strip=True, verbose=False)
+    assert [(r.notebook, r.status) for r in runs] == [("00_first", "ok"), ("01_second", "ok")]
+    assert _stdout(tmp_path / "out" / "00_first.ipynb") == "tiny 3 0 1\n"
+    assert PROGRESS_ENV not in os.environ  # restored after the run
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["status"] == "ok" and summary["parameters"] == {"PROFILE": "tiny", "STEPS": 3}
+    assert [n["notebook"] for n in summary["notebooks"]] == ["00_first", "01_second"]
+    assert summary["total_seconds"] == pytest.approx(sum(r.seconds for r in runs), abs=0.11)
+    stripped = _read(tmp_path / "out" / "01_second.ipynb")
+    assert "papermill" not in stripped.metadata
+    assert _tagged(stripped, INJECTED_TAG)[0].id == INJECTED_TAG
+
+
+def test_run_course_failure_names_notebook_and_cell_and_keeps_output(tmp_path):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    _notebook(notebooks, "00_fine", "print('fine')")
+    _notebook(notebooks, "01_broken", "print('before')", "x = 1\nraise ValueError('no data')")
+    _notebook(notebooks, "02_never", "print('never')")
+    with pytest.raises(NotebookFailed) as failure:
+        run_course("tiny", tmp_path / "out", notebooks=notebooks, verbose=False)
+    message = str(failure.value)
+    assert "01_broken.ipynb failed in code cell In [4]" in message  # after the injected cell
+    assert "'x = 1'" in message and "ValueError: no data" in message
+    assert str(tmp_path / "out" / "01_broken.ipynb") in message
+    assert _stdout(tmp_path / "out" / "01_broken.ipynb").startswith("before\n")  # partial kept
+    assert not (tmp_path / "out" / "02_never.ipynb").exists()
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["status"] == "failed"
+    assert [(n["notebook"], n["status"]) for n in summary["notebooks"]] == [
+        ("00_fine", "ok"), ("01_broken", "failed")]
+
+
+def test_only_selects_by_number_and_names_the_choices(tmp_path):
+    for name in ("00_a", "01_b", "02_c"):
+        _notebook(tmp_path, name)
+    assert [p.stem for p in course_notebooks(tmp_path, only=["02", "00"])] == ["00_a", "02_c"]
+    with pytest.raises(ValueError, match=r"No notebook numbered \['07'\].*00_a, 01_b, 02_c"):
+        course_notebooks(tmp_path, only=["07"])
+
+
+def test_cli_passes_profile_only_and_typed_parameters(monkeypatch):
+    calls = []
+    monkeypatch.setattr(course, "run_course", lambda *args, **kwargs: calls.append((args, kwargs)))
+    assert main(["course", "run", "--out", "build/x", "--only", "01", "-p", "EXAMPLE", "3",
+                 "-p", "LR", "5e-5", "-p", "NAME", "npo"]) == 0
+    [(args, kwargs)] = calls
+    assert args == ("tiny", "build/x") and kwargs["only"] == ["01"]
+    assert kwargs["parameters"] == {"EXAMPLE": 3, "LR": 5e-5, "NAME": "npo"}
+    assert parse_parameter("True") is True and parse_parameter("[1, 2]") == [1, 2]
+
+
+def test_environment_is_offline_only_when_nothing_needs_the_hub():
+    tiny = course_environment("tiny")
+    assert tiny["HF_HUB_OFFLINE"] == tiny["HF_DATASETS_OFFLINE"] == "1"
+    assert tiny[PROGRESS_ENV] == "0" and "TQDM_DISABLE" not in tiny
+    hub = course_environment(get_profile("tiny", data_source="hub"))
+    assert "HF_HUB_OFFLINE" not in hub and hub[PROGRESS_ENV] == "0"
+
+
+def test_setup_notebook_turns_progress_bars_off_in_batch_runs(monkeypatch):
+    import datasets
+    from transformers.utils import logging as transformers_logging
+
+    monkeypatch.delenv(PROGRESS_ENV, raising=False)
+    datasets.enable_progress_bars()
+    course.setup_notebook("tiny")
+    assert datasets.is_progress_bar_enabled()
+    monkeypatch.setenv(PROGRESS_ENV, "0")
+    try:
+        assert course.setup_notebook("tiny", seed=3).seed == 3
+        assert not datasets.is_progress_bar_enabled()
+        assert not transformers_logging.is_progress_bar_enabled()
+    finally:
+        datasets.enable_progress_bars()
+        transformers_logging.enable_progress_bar()
+
+
+def test_strip_volatile_keeps_outputs():
+    notebook = nbformat.v4.new_notebook(metadata={"papermill": {"duration": 1.0}})
+    cell = nbformat.v4.new_code_cell("1", execution_count=1, outputs=[
+        nbformat.v4.new_output("stream", text="1\n")])
+    cell.metadata.update(papermill={"duration": 0.1}, execution={"iopub.status.busy": "now"})
+    notebook.cells.append(cell)
+    strip_volatile(notebook)
+    assert "papermill" not in notebook.metadata and dict(cell.metadata) == {}
+    assert cell.outputs[0].text == "1\n" and cell.execution_count == 1
+
+
+def test_plots_colour_by_split_family_and_label_axes():
+    assert [split_family(c) for c in ("full", "forget10_perturbed", "retain_perturbed",
+                                      "holdout05", "world_facts")] == [
+        "full", "forget", "retain", "holdout", "general"]
+    ax = plot_split_sizes(pd.DataFrame({"config": ["full", "forget10", "holdout10"],
+                                        "rows": [1000, 100, 100]}))
+    colours = {to_hex(bar.get_facecolor()).upper() for bar in ax.patches
+               if bar.get_width() > 0}
+    assert colours == {SPLIT_PALETTE[f] for f in ("full", "forget", "holdout")}
+    assert ax.get_xlabel() and ax.get_ylabel()
