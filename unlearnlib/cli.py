@@ -5,6 +5,11 @@
     unlearnlib smoke [--profile tiny]                 train the tiny Llama a few steps, reload it
     unlearnlib eval summarize EVAL.json [--retain-log RETAIN.json] [--json]
                                                       recompute a TOFU summary from per-sample logs
+    unlearnlib eval run --model DIR [--profile tiny] [--forget-split forget10]
+                        [--reference RETAIN_TOFU_EVAL.json] --out DIR
+                                                      evaluate a model on the TOFU suite
+    unlearnlib course run [--profile tiny] [--out build/executed] [--only NN] [-p KEY VALUE]
+                                                      run the notebooks in order (papermill)
 """
 
 from __future__ import annotations
@@ -62,6 +67,31 @@ def _eval_summarize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_run(args: argparse.Namespace) -> int:
+    from unlearnlib.evaluate import evaluate_model
+    from unlearnlib.models import load_model, load_tokenizer
+    from unlearnlib.profiles import get_profile, resolve_device, resolve_dtype
+
+    profile = get_profile(args.profile)
+    device = resolve_device(profile)
+    model = load_model(args.model, resolve_dtype(profile, device), device)
+    evaluation = evaluate_model(
+        model, load_tokenizer(args.model), profile, forget_split=args.forget_split,
+        source=args.source, reference=args.reference, out_dir=args.out,
+        mask_mode=args.mask_mode, max_samples=args.max_samples)
+    print(evaluation.frame().to_string(index=False))
+    print(f"Wrote {' and '.join(str(p) for p in evaluation.paths or ())}")
+    return 0
+
+
+def _course_run(args: argparse.Namespace) -> int:
+    from unlearnlib.course import parse_parameter, run_course
+
+    parameters = {key: parse_parameter(value) for key, value in args.parameter}
+    run_course(args.profile, args.out, only=args.only, parameters=parameters, strip=args.strip)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; each subcommand sets `handler`."""
     parser = argparse.ArgumentParser(prog="unlearnlib", description=__doc__,
@@ -93,6 +123,36 @@ def build_parser() -> argparse.ArgumentParser:
                            help="the retain model's TOFU_EVAL.json (forget quality, privleak)")
     summarize.add_argument("--json", action="store_true", help="print one JSON object")
     summarize.set_defaults(handler=_eval_summarize)
+    run = evaluation.add_parser(
+        "run", help="evaluate a model on TOFU; write TOFU_EVAL.json and TOFU_SUMMARY.json")
+    run.add_argument("--model", required=True, help="a save_pretrained folder or a Hub id")
+    run.add_argument("--profile", default="tiny")
+    run.add_argument("--forget-split", default=None, help="default: the profile's (forget10)")
+    run.add_argument("--source", default=None, help="mini, hub or a folder (default: profile's)")
+    run.add_argument("--reference", default=None,
+                     help="the retain model's TOFU_EVAL.json (forget quality, privleak)")
+    run.add_argument("--mask-mode", default="lengths", choices=["lengths", "open-unlearning"],
+                     help="open-unlearning to compare with its published logs")
+    run.add_argument("--max-samples", type=int, default=None,
+                     help="first N rows of every split, for a quick look")
+    run.add_argument("--out", required=True, help="folder for the two JSON files")
+    run.set_defaults(handler=_eval_run)
+
+    course = commands.add_parser("course", help="the notebook course").add_subparsers(
+        dest="course_command", required=True)
+    course_run = course.add_parser(
+        "run", help="execute the notebooks in order with papermill, timing each")
+    course_run.add_argument("--profile", default="tiny", help="tiny (default), colab-t4, gpu-full")
+    course_run.add_argument("--out", default="build/executed",
+                            help="folder for the executed notebooks and summary.json")
+    course_run.add_argument("--only", action="append", metavar="NN",
+                            help="run only notebook NN, e.g. 01 (repeatable)")
+    course_run.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                            metavar=("KEY", "VALUE"),
+                            help="set a notebook parameter (a Python literal, else text)")
+    course_run.add_argument("--strip", action="store_true",
+                            help="drop volatile metadata (timings, paths), as golden notebooks do")
+    course_run.set_defaults(handler=_course_run)
     return parser
 
 

@@ -6,7 +6,9 @@ run code or unpickle files it downloaded.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -85,3 +87,20 @@ def save_model(model: PreTrainedModel, tokenizer: Tokenizer, folder: str | Path)
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@contextlib.contextmanager
+def inference_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Eval mode and inference mode for the block; the caller's training flag is restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of a model's (first) parameters."""
+    return next(model.parameters()).device
