@@ -15,6 +15,7 @@ import pytest
 
 from unlearnlib import eval_logs
 from unlearnlib.eval_logs import (
+    SETTINGS_KEY,
     load_eval_log,
     recompute_metrics,
     summarize_command,
@@ -146,6 +147,14 @@ def test_mismatched_retain_log_raises() -> None:
         summarize_eval_log(_eval("full_forget10"), _eval("retain95"))
     with pytest.raises(ValueError, match="forget"):
         summarize_eval_log(_eval("full_forget01"), _eval("retain90"))
+
+
+def test_retain_log_with_another_mask_mode_raises() -> None:
+    """Our default (length) mask against a published (open-unlearning mask) reference."""
+    ours = copy.deepcopy(_eval("full_forget10"))
+    ours[SETTINGS_KEY] = {"mask_mode": "lengths"}
+    with pytest.raises(ValueError, match="mask_mode='open-unlearning'.*not comparable"):
+        summarize_eval_log(ours, _eval("retain90"))
 
 
 def test_same_count_different_questions_raises() -> None:

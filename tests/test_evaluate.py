@@ -11,7 +11,8 @@ import torch
 
 from unlearnlib import eval_logs
 from unlearnlib.cli import main
-from unlearnlib.evaluate import SETTINGS_KEY, evaluate_model, log_mask_mode
+from unlearnlib.eval_logs import SETTINGS_KEY, log_mask_mode
+from unlearnlib.evaluate import evaluate_model
 from unlearnlib.generation import generate_answers
 from unlearnlib.likelihood import NonFiniteLossError
 from unlearnlib.models import save_model

@@ -28,12 +28,15 @@ from unlearnlib import tofu_metrics as tm
 
 __all__ = [
     "EVAL_FILENAME",
+    "SETTINGS_KEY",
     "SUMMARY_FILENAME",
     "SUMMARY_KEYS",
     "check_same_forget_split",
+    "check_same_mask_mode",
     "forget_truth_ratios",
     "format_summary",
     "load_eval_log",
+    "log_mask_mode",
     "recompute_metrics",
     "summarize_command",
     "summarize_eval_log",
@@ -80,6 +83,13 @@ _TRUTH_RATIOS: dict[str, tuple[str, str, Callable[[Any], float]]] = {
 
 
 # --------------------------------------------------------------------------- reading, writing
+
+
+#: Top-level key of TOFU_EVAL.json holding how this course ran the evaluation.
+SETTINGS_KEY = "unlearnlib_settings"
+
+#: The mask a log without `SETTINGS_KEY` (one open-unlearning wrote) was computed with.
+PUBLISHED_MASK_MODE = "open-unlearning"
 
 
 def load_eval_log(path: str | Path) -> dict[str, Any]:
@@ -324,6 +334,7 @@ def summarize_eval_log(
     reference_auc = tm.PRIVLEAK_DEFAULT_RETAIN_AUC
     if retain_log is not None:
         check_same_forget_split(eval_log, retain_log)
+        check_same_mask_mode(eval_log, retain_log)
         summary["forget_quality"] = tm.forget_quality(
             list(forget_truth_ratios(eval_log).values()),
             list(forget_truth_ratios(retain_log).values()),
@@ -370,3 +381,23 @@ def summarize_command(eval_path: str, retain_log: str | None = None, as_json: bo
     title = f"TOFU summary of {eval_path}"
     title += f" (retain reference {retain_log})" if retain_log else " (no retain reference)"
     return format_summary(summary, title)
+
+
+def log_mask_mode(eval_log: Mapping[str, Any]) -> str:
+    """The attention mask a log was computed with; open-unlearning's own logs carry none."""
+    settings = eval_log.get(SETTINGS_KEY)
+    if isinstance(settings, Mapping) and settings.get("mask_mode"):
+        return settings["mask_mode"]
+    return PUBLISHED_MASK_MODE
+
+
+def check_same_mask_mode(eval_log: Mapping[str, Any], reference: Mapping[str, Any]) -> None:
+    """Raise ValueError unless a log and its reference used the same attention mask."""
+    mine, theirs = log_mask_mode(eval_log), log_mask_mode(reference)
+    if mine != theirs:
+        raise ValueError(
+            f"the reference log was evaluated with mask_mode={theirs!r} but this model with "
+            f"mask_mode={mine!r}; truth ratios from different masks are not comparable. "
+            f"Evaluate with mask_mode={theirs!r} (published open-unlearning logs need "
+            "'open-unlearning'), or evaluate the retain model with this course's code."
+        )

@@ -46,6 +46,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from unlearnlib import eval_logs
 from unlearnlib import tofu_metrics as tm
 from unlearnlib.data import HOLDOUT_OF_FORGET, TofuSource, load_tofu, resolve_source
+from unlearnlib.eval_logs import SETTINGS_KEY, check_same_mask_mode
 from unlearnlib.formatting import MaskMode, render_chat
 from unlearnlib.generation import decode_text, gold_text, rouge_records
 from unlearnlib.likelihood import (
@@ -57,20 +58,11 @@ from unlearnlib.likelihood import (
 from unlearnlib.profiles import Profile, get_profile
 
 __all__ = [
-    "SETTINGS_KEY",
     "Evaluation",
-    "check_same_mask_mode",
     "evaluate_model",
-    "log_mask_mode",
     "membership_scores",
     "summary_frame",
 ]
-
-#: Top-level key of TOFU_EVAL.json holding how this course ran the evaluation.
-SETTINGS_KEY = "unlearnlib_settings"
-
-#: The mask a log without `SETTINGS_KEY` (one open-unlearning wrote) was computed with.
-PUBLISHED_MASK_MODE: MaskMode = "open-unlearning"
 
 #: Utility sets: prefix in TOFU_EVAL.json -> TOFU config.
 _UTILITY_SETS = {"ra": "real_authors_perturbed", "wf": "world_facts_perturbed"}
@@ -163,26 +155,6 @@ def _memorisation_entries(scores: AnswerScores) -> dict[str, dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------- mask modes
-
-
-def log_mask_mode(eval_log: Mapping[str, Any]) -> MaskMode:
-    """The attention mask a log was computed with; open-unlearning's own logs carry none."""
-    settings = eval_log.get(SETTINGS_KEY)
-    if isinstance(settings, Mapping) and settings.get("mask_mode"):
-        return settings["mask_mode"]
-    return PUBLISHED_MASK_MODE
-
-
-def check_same_mask_mode(eval_log: Mapping[str, Any], reference: Mapping[str, Any]) -> None:
-    """Raise ValueError unless a log and its reference used the same attention mask."""
-    mine, theirs = log_mask_mode(eval_log), log_mask_mode(reference)
-    if mine != theirs:
-        raise ValueError(
-            f"the reference log was evaluated with mask_mode={theirs!r} but this model with "
-            f"mask_mode={mine!r}; truth ratios from different masks are not comparable. "
-            f"Evaluate with mask_mode={theirs!r} (published open-unlearning logs need "
-            "'open-unlearning'), or evaluate the retain model with this course's code."
-        )
 
 
 def _check_reference_questions(reference: Mapping[str, Any], forget: Any, config: str,
