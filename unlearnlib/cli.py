@@ -10,6 +10,14 @@
                                                       evaluate a model on the TOFU suite
     unlearnlib course run [--profile tiny] [--out build/executed] [--only NN] [-p KEY VALUE]
                                                       run the notebooks in order (papermill)
+    unlearnlib models build [--profile tiny]          train (or find cached) tiny base/full/retain
+    unlearnlib unlearn --method npo --out DIR [--profile tiny] [--model DIR] [--epochs N]
+                       [--lr LR] [--beta B] [--alpha A] [--save-steps N] [--resume]
+                                                      unlearn the forget split, save the model
+    unlearnlib sweep run GRID.yaml [--profile tiny] [--out runs] [--jobs N] [--shard i/n]
+                                                      one notebook run per grid point, resumable
+    unlearnlib sweep report RUNS [--prune]            rank by forget quality, heatmap, rank 1
+    unlearnlib card RUNS/POINT                        the point's model card (README.md)
 """
 
 from __future__ import annotations
@@ -92,6 +100,89 @@ def _course_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models_build(args: argparse.Namespace) -> int:
+    from unlearnlib.model_zoo import build_tiny_models
+    from unlearnlib.profiles import get_profile
+
+    profile = get_profile(args.profile)
+    if profile.full_model != "tiny":
+        raise ValueError(f"Profile {profile.name!r} uses published models ({profile.full_model}); "
+                         "there is nothing to build. Use --profile tiny.")
+    for role, folder in build_tiny_models(profile).items():
+        print(f"{role:>6}: {folder}")
+    return 0
+
+
+def _unlearn(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from unlearnlib.data import RETAIN_OF_FORGET, load_tofu
+    from unlearnlib.model_zoo import load_zoo_model
+    from unlearnlib.models import load_model, load_tokenizer
+    from unlearnlib.profiles import get_profile, resolve_device
+    from unlearnlib.unlearn import objective, save_trained, training_dtype, unlearn
+
+    overrides = {"unlearn_epochs": args.epochs, "learning_rate": args.lr}
+    profile = get_profile(args.profile, **{k: v for k, v in overrides.items() if v is not None})
+    device = resolve_device(profile)
+    if device.type == "cuda":  # under accelerate/torchrun: this process's GPU, not cuda:0
+        from accelerate import PartialState
+
+        device = PartialState().device
+    if args.model:
+        model = load_model(args.model, training_dtype(profile, device), device)
+        tokenizer = load_tokenizer(args.model)
+    else:
+        model, tokenizer = load_zoo_model(profile, "full", training_dtype(profile, device), device)
+    forget = load_tofu(profile.forget_split, profile.data_source)
+    if args.max_forget:
+        forget = forget.select(range(min(args.max_forget, len(forget))))
+    retain = load_tofu(RETAIN_OF_FORGET[profile.forget_split], profile.data_source)
+    weights = {k: getattr(args, k) for k in ("beta", "alpha", "gamma", "delta")}
+    goal = objective(args.method, **{k: v for k, v in weights.items() if v is not None})
+    out = Path(args.out)
+    extra = {"max_steps": args.max_steps} if args.max_steps else {}
+    trainer = unlearn(model, tokenizer, forget, retain, profile, out / "checkpoints", goal,
+                      save_steps=args.save_steps, resume_from_checkpoint=args.resume or None,
+                      **extra)
+    if trainer.is_world_process_zero():
+        save_trained(trainer.model, tokenizer, out, merge=not args.adapter_only)
+        record = {"objective": dataclasses.asdict(goal), "profile": profile.name,
+                  "world_size": trainer.args.world_size, "global_step": trainer.state.global_step,
+                  "log_history": trainer.state.log_history}
+        (out / "unlearn_log.json").write_text(json.dumps(record, indent=2))
+        print(f"Unlearned with {goal} in {trainer.state.global_step} steps "
+              f"({trainer.args.world_size} process(es)); wrote {out}")
+    return 0
+
+
+def _sweep_run(args: argparse.Namespace) -> int:
+    from unlearnlib.course import parse_parameter
+    from unlearnlib.sweep import parse_shard, run_sweep
+
+    extra = {key: parse_parameter(value) for key, value in args.parameter}
+    runs = run_sweep(args.grid, args.profile, args.out, jobs=args.jobs,
+                     shard=parse_shard(args.shard), extra=extra)
+    return 1 if any(run.status == "failed" for run in runs) else 0
+
+
+def _sweep_report(args: argparse.Namespace) -> int:
+    from unlearnlib.sweep import sweep_report
+
+    report = sweep_report(args.runs, grid_size=args.grid_size, prune=args.prune)
+    print(report.table.to_string(index=False))
+    print(f"rank 1: {report.best}\nwrote {', '.join(str(p) for p in report.files.values())}")
+    return 0
+
+
+def _card(args: argparse.Namespace) -> int:
+    from unlearnlib.card import write_card
+
+    print(f"wrote {write_card(args.point)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; each subcommand sets `handler`."""
     parser = argparse.ArgumentParser(prog="unlearnlib", description=__doc__,
@@ -153,6 +244,62 @@ def build_parser() -> argparse.ArgumentParser:
     course_run.add_argument("--strip", action="store_true",
                             help="drop volatile metadata (timings, paths), as golden notebooks do")
     course_run.set_defaults(handler=_course_run)
+
+    models = commands.add_parser("models", help="the models to unlearn from").add_subparsers(
+        dest="models_command", required=True)
+    build = models.add_parser("build", help="train the tiny base/full/retain models (cached)")
+    build.add_argument("--profile", default="tiny")
+    build.set_defaults(handler=_models_build)
+
+    unlearn = commands.add_parser(
+        "unlearn", help="unlearn the profile's forget split from its full model "
+                        "(also under `accelerate launch -m unlearnlib unlearn ...`)")
+    unlearn.add_argument("--method", default="npo", choices=["ga", "graddiff", "npo", "simnpo"])
+    unlearn.add_argument("--out", required=True, help="folder for the model and unlearn_log.json")
+    unlearn.add_argument("--profile", default="tiny")
+    unlearn.add_argument("--model", default=None,
+                         help="start from this folder instead of the profile's full model")
+    unlearn.add_argument("--epochs", type=int, default=None, help="default: the profile's")
+    unlearn.add_argument("--lr", type=float, default=None, help="default: the profile's")
+    for name in ("beta", "alpha", "gamma", "delta"):
+        unlearn.add_argument(f"--{name}", type=float, default=None,
+                             help=f"{name} of the objective (default: the method's)")
+    unlearn.add_argument("--max-steps", type=int, default=None, help="stop after N steps")
+    unlearn.add_argument("--max-forget", type=int, default=None,
+                         help="only the first N forget rows, for a quick run")
+    unlearn.add_argument("--save-steps", type=int, default=None,
+                         help="checkpoint every N steps into OUT/checkpoints")
+    unlearn.add_argument("--resume", action="store_true",
+                         help="resume from the last checkpoint in OUT/checkpoints")
+    unlearn.add_argument("--adapter-only", action="store_true",
+                         help="under LoRA, save only the adapter instead of a merged model")
+    unlearn.set_defaults(handler=_unlearn)
+
+    sweep = commands.add_parser("sweep", help="hyper-parameter sweeps").add_subparsers(
+        dest="sweep_command", required=True)
+    sweep_run = sweep.add_parser("run", help="run every grid point's notebook (papermill), "
+                                             "skipping finished points")
+    sweep_run.add_argument("grid", help="grid YAML: parameter: [values, ...]")
+    sweep_run.add_argument("--profile", default="tiny")
+    sweep_run.add_argument("--out", default="runs", help="one folder per point in here")
+    sweep_run.add_argument("--jobs", type=int, default=1, help="points run in parallel")
+    sweep_run.add_argument("--shard", default="0/1",
+                           help="i/n: run the points k with k mod n == i (i from 0)")
+    sweep_run.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                           metavar=("KEY", "VALUE"),
+                           help="a notebook parameter for every point, e.g. MAX_SAMPLES 10")
+    sweep_run.set_defaults(handler=_sweep_run)
+    sweep_rep = sweep.add_parser("report", help="rank the points, heatmap, keep rank 1")
+    sweep_rep.add_argument("runs", help="the sweep's --out folder")
+    sweep_rep.add_argument("--grid-size", type=int, default=None,
+                           help="points in the grid (default: the finished ones)")
+    sweep_rep.add_argument("--prune", action="store_true",
+                           help="delete every checkpoint but the rank-1 point's")
+    sweep_rep.set_defaults(handler=_sweep_report)
+
+    card = commands.add_parser("card", help="write a sweep point's model card (README.md)")
+    card.add_argument("point", help="a point's folder, e.g. runs/npo_lr0.0005_ep4_a1_b0.1")
+    card.set_defaults(handler=_card)
     return parser
 
 

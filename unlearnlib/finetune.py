@@ -7,16 +7,28 @@ batched by `ChatCollator`.
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from pathlib import Path
 from typing import Any
 
 import datasets
 import torch
-from transformers import PreTrainedModel, Trainer, TrainingArguments
+from transformers import (
+    PreTrainedModel,
+    PrinterCallback,
+    Trainer,
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+    TrainingArguments,
+)
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from unlearnlib.formatting import ChatCollator, encode_example
 from unlearnlib.profiles import Profile, resolve_device, resolve_dtype
+
+_HAS_WARMUP_RATIO = "warmup_ratio" in {f.name for f in dataclasses.fields(TrainingArguments)}
 
 
 def encode_dataset(dataset: datasets.Dataset, tokenizer: Tokenizer,
@@ -35,6 +47,8 @@ def training_arguments(profile: Profile, output_dir: str | Path, **overrides: An
     """TrainingArguments from a profile: precision, batch sizes, seed, quiet logging.
 
     Keyword overrides win (e.g. num_train_epochs, max_steps, learning_rate, save_steps).
+    `warmup_ratio` (a share of the steps) works on transformers 4 and 5 alike (5 takes the
+    ratio as a float `warmup_steps`).
     """
     device = resolve_device(profile)
     dtype = resolve_dtype(profile, device)
@@ -57,15 +71,47 @@ def training_arguments(profile: Profile, output_dir: str | Path, **overrides: An
         "report_to": "none",
         "disable_tqdm": True,
         "dataloader_num_workers": 0,
+        # Every weight gets a gradient: skip DDP's search for unused ones (multi-process runs).
+        "ddp_find_unused_parameters": False,
     }
     settings.update(overrides)
+    if "warmup_ratio" in settings and not _HAS_WARMUP_RATIO:
+        settings["warmup_steps"] = settings.pop("warmup_ratio")
     return TrainingArguments(**settings)
 
 
+class EpochProgress(TrainerCallback):
+    """Print a line (label, epoch, training loss, seconds) at every log: one per epoch under
+    `training_arguments`' logging_strategy="epoch". Long fine-tunes would otherwise sit silent
+    with the Trainer's progress bars switched off.
+    """
+
+    def __init__(self, label: str):
+        self.label = label
+        self._start = time.perf_counter()
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState,
+                       control: TrainerControl, **kwargs: Any) -> None:
+        self._start = time.perf_counter()
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+               logs: dict[str, float] | None = None, **kwargs: Any) -> None:
+        if state.is_world_process_zero and logs and "loss" in logs:
+            print(f"{self.label}: epoch {state.epoch or 0:.3g}/{args.num_train_epochs:.3g}"
+                  f"  loss {logs['loss']:.3f}  {time.perf_counter() - self._start:.0f} s",
+                  flush=True)
+
+
 def finetune(model: PreTrainedModel, tokenizer: Tokenizer, dataset: datasets.Dataset,
-             args: TrainingArguments) -> list[dict[str, float]]:
-    """Train `model` in place on QA rows with answer-only loss; returns the Trainer's log."""
+             args: TrainingArguments, progress: str | None = None) -> list[dict[str, float]]:
+    """Train `model` in place on QA rows with answer-only loss; returns the Trainer's log.
+
+    `progress` labels the `EpochProgress` lines that replace the Trainer's raw log dicts.
+    """
     trainer = Trainer(model=model, args=args, train_dataset=encode_dataset(dataset, tokenizer),
                       data_collator=ChatCollator(tokenizer))
+    if progress is not None:
+        trainer.remove_callback(PrinterCallback)
+        trainer.add_callback(EpochProgress(progress))
     trainer.train()
     return trainer.state.log_history

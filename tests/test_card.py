@@ -1,0 +1,110 @@
+"""The model card of a sweep point: metadata, every section filled from the run's results."""
+
+import json
+
+import pytest
+from huggingface_hub import ModelCard
+
+from unlearnlib.audit import run_audit
+from unlearnlib.card import CARD_FILE, DATASET, NOT_MEASURED, model_card, write_card
+from unlearnlib.cli import main
+from unlearnlib.data import load_tofu
+from unlearnlib.evaluate import evaluate_model
+from unlearnlib.probes import forget_facts
+from unlearnlib.profiles import TinyModelSize, get_profile
+from unlearnlib.sweep import (
+    CHECKPOINT_DIR,
+    load_results,
+    point_id,
+    point_results,
+    sweep_report,
+    write_results,
+)
+from unlearnlib.tiny import build_model
+from unlearnlib.unlearn import objective, save_trained, unlearn
+
+SMALL = TinyModelSize(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                      intermediate_size=64)
+PARAMETERS = {"method": "npo", "lr": 1e-3, "epochs": 1, "beta": 0.2}
+FAST = {"max_samples": 2, "max_new_tokens": 2, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def point(tmp_path_factory, tiny_tokenizer):
+    """One audited sweep point, made in-process as the sweep notebook makes it (not ranked).
+
+    The notebook itself runs through papermill in test_sweep; here the same library calls
+    run without a kernel start, so the card tests stay fast.
+    """
+    profile = get_profile("tiny", unlearn_epochs=1, learning_rate=PARAMETERS["lr"])
+    full = build_model(tiny_tokenizer, SMALL, seed=0)
+    retain = build_model(tiny_tokenizer, SMALL, seed=1).eval()
+    folder = tmp_path_factory.mktemp("runs") / point_id(PARAMETERS)
+    goal = objective("npo", beta=PARAMETERS["beta"])
+    trainer = unlearn(full, tiny_tokenizer, load_tofu("forget10", "mini"),
+                      load_tofu("retain90", "mini"), profile, folder / "trainer", goal,
+                      max_steps=1)
+    save_trained(trainer.model, tiny_tokenizer, folder / CHECKPOINT_DIR)
+    reference = evaluate_model(retain, tiny_tokenizer, profile, **FAST)
+    evaluation = evaluate_model(trainer.model.eval(), tiny_tokenizer, profile,
+                                reference=reference.eval_log, out_dir=folder, **FAST)
+    facts = forget_facts("forget10", "mini").head(20)
+    audit = run_audit({"retain": (retain, tiny_tokenizer),
+                       "unlearned": (trainer.model, tiny_tokenizer)}, profile,
+                      families=["direct"], facts=facts, max_new_tokens=2, progress=False)
+    results = point_results(folder.name, {**PARAMETERS, "alpha": goal.alpha}, "tiny",
+                            evaluation, trainer, {"full": "local/full", "retain": "local/retain"},
+                            {"unlearn": 1.0}, audit)
+    write_results(folder, results)
+    return folder
+
+
+def test_unranked_point_says_so(point):
+    text = model_card(point).text
+    assert "has not been ranked" in text
+
+
+def test_card_of_the_rank_one_point_is_filled_from_its_results(point):
+    report = sweep_report(point.parent, grid_size=1)
+    assert report.best == point
+    assert main(["card", str(point)]) == 0
+    path = point / CARD_FILE
+    assert write_card(point) == path
+    card = ModelCard.load(path)
+    results = load_results(point)
+    assert card.data.datasets == [DATASET]
+    assert card.data.license == "mit"
+    assert {"unlearning", "tofu", "npo"} <= set(card.data.tags)
+    assert card.data.base_model == "local/full"  # names a Hub id (a folder would be left out)
+    text = card.text
+    for section in ("## Model details", "## Selection", "## Evaluation", "## Leak audit"):
+        assert section in text
+    assert NOT_MEASURED not in text
+    assert f"{results['summary']['forget_quality']:.4g}" in text
+    assert f"{results['summary']['model_utility']:.4g}" in text
+    assert "| beta | 0.2 |" in text and "| lr | 0.001 |" in text
+    assert "Grid size: 1 points" in text and "Rank of this point: 1 of 1" in text
+    selection = json.loads((point.parent / "selection.json").read_text())
+    assert selection["rule"] in text
+    direct = {row["statistic"]: row for row in results["audit"]["leak_table"]
+              if row["family"] == "direct"}
+    leak = direct["leak_rate"]
+    assert (f"| direct | {leak['estimate']:.3f} [{leak['ci_low']:.3f}, "
+            f"{leak['ci_high']:.3f}]") in text
+
+
+def test_card_without_audit_says_none_was_run(point, tmp_path):
+    results = load_results(point)
+    results.pop("audit")
+    copy = tmp_path / results["point"]
+    copy.mkdir()
+    (copy / "results.json").write_text(json.dumps(results))
+    (copy / "TOFU_EVAL.json").write_text((point / "TOFU_EVAL.json").read_text())
+    text = model_card(copy).text
+    assert "No leak audit was run" in text
+    assert "| direct |" not in text
+
+
+def test_unfinished_point_has_no_card(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        model_card(tmp_path)

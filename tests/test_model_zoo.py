@@ -1,0 +1,119 @@
+"""The models to unlearn from: cached by configuration, reused, rebuilt when corrupt."""
+
+import json
+
+import pytest
+import transformers
+
+from unlearnlib import model_zoo
+from unlearnlib.model_zoo import (
+    TinyRecipe,
+    build_tiny_models,
+    cache_key,
+    finetune_from_base,
+    is_complete,
+    load_zoo_model,
+    model_source,
+    tiny_model_dir,
+)
+from unlearnlib.paths import shipped_tofu_mini_dir
+from unlearnlib.profiles import PROFILES, TinyModelSize, get_profile
+
+MICRO = TinyModelSize(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                      intermediate_size=32)
+#: One epoch each: the test checks caching, not quality.
+QUICK = TinyRecipe(base_epochs=1)
+
+
+@pytest.fixture()
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNLEARNLIB_HOME", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def small_tofu(tmp_path_factory):
+    """TOFU-mini cut to its first 24 rows per file: the same layout, trained in seconds."""
+    folder = tmp_path_factory.mktemp("small_tofu")
+    for file in shipped_tofu_mini_dir().glob("*.json"):
+        lines = file.read_text().splitlines(keepends=True)
+        keep = lines if file.name == "tofu_layout.json" else lines[:24]
+        (folder / file.name).write_text("".join(keep))
+    return folder
+
+
+@pytest.fixture()
+def micro(small_tofu):
+    return get_profile("tiny", tiny_model=MICRO, finetune_epochs=1, train_batch_size=8,
+                       data_source=str(small_tofu))
+
+
+def test_cache_key_follows_the_configuration(micro, small_tofu, tmp_path):
+    key = cache_key(micro, "full", QUICK)
+    assert key == cache_key(micro.replace(), "full", QUICK)
+    changed = [micro.replace(seed=1), micro.replace(finetune_epochs=2),
+               micro.replace(tiny_model=TinyModelSize(hidden_size=24)),
+               micro.replace(forget_split="forget05")]
+    assert all(cache_key(p, "retain", QUICK) != cache_key(micro, "retain", QUICK)
+               for p in changed)
+    assert cache_key(micro, "full", TinyRecipe(base_epochs=2)) != key  # via the base model
+    assert len({cache_key(micro, role, QUICK) for role in ("base", "full", "retain")}) == 3
+    # Things that do not shape the weights leave the key alone.
+    assert cache_key(micro.replace(eval_batch_size=7, max_new_tokens=5), "full", QUICK) == key
+    # The data files' checksum is part of it: an edited file gives another model.
+    edited = tmp_path / "edited"
+    edited.mkdir()
+    for file in small_tofu.iterdir():
+        (edited / file.name).write_bytes(file.read_bytes())
+    (edited / "retain90.json").write_text((small_tofu / "retain90.json").read_text()[:-200])
+    assert cache_key(micro.replace(data_source=str(edited)), "full", QUICK) != key
+
+
+def test_models_are_built_once_reused_and_rebuilt_when_corrupt(home, micro, monkeypatch,
+                                                               capsys):
+    folders = build_tiny_models(micro, QUICK, verbose=True)
+    assert set(folders) == {"base", "full", "retain"}
+    assert all(is_complete(f) and f.parent == home / "models" for f in folders.values())
+    record = json.loads((folders["retain"] / "build.json").read_text())
+    assert record["split"] == "retain90" and record["base"] == cache_key(micro, "base", QUICK)
+    assert record["data_checksum"] and record["code_version"]
+    assert "tiny full: epoch 1/1" in capsys.readouterr().out  # one progress line an epoch
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached model was trained again")
+
+    monkeypatch.setattr(model_zoo, "finetune", no_training)
+    assert build_tiny_models(micro, QUICK, verbose=False) == folders
+
+    weights = folders["full"] / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # an interrupted copy
+    assert not is_complete(folders["full"])
+    monkeypatch.undo()
+    monkeypatch.setenv("UNLEARNLIB_HOME", str(home))
+    retain_bytes = (folders["retain"] / "model.safetensors").read_bytes()
+    assert build_tiny_models(micro, QUICK, verbose=True) == folders
+    assert "incomplete or corrupt; rebuilding" in capsys.readouterr().out
+    assert is_complete(folders["full"])
+    assert (folders["retain"] / "model.safetensors").read_bytes() == retain_bytes  # untouched
+
+    monkeypatch.setattr(model_zoo, "TINY_RECIPE", QUICK)  # what load_zoo_model builds with
+    model, tokenizer = load_zoo_model(micro, "full")
+    assert model_source(micro, "full") == tiny_model_dir(micro, "full") == folders["full"]
+    assert model.config.hidden_size == MICRO.hidden_size and not model.training
+    assert tokenizer.chat_template and tokenizer.eos_token == "<|eot_id|>"
+
+
+def test_gpu_profiles_name_the_published_models_and_explain_gated_access(home, monkeypatch):
+    profile = PROFILES["colab-t4"].replace(requires_cuda=False)
+    assert model_source(profile, "full") == "open-unlearning/tofu_Llama-3.2-1B-Instruct_full"
+    assert model_source(profile, "retain").endswith("_retain90")
+    with pytest.raises(ValueError, match="'full' or 'retain'"):
+        model_source(profile, "base")
+
+    def gated(*args, **kwargs):
+        raise OSError("401 Client Error. Cannot access gated repo for url https://huggingface.co/"
+                      "meta-llama/Llama-3.2-1B-Instruct/resolve/main/config.json.")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", gated)
+    with pytest.raises(PermissionError, match="HF_TOKEN"):
+        finetune_from_base(profile.replace(name="tiny-cpu"), "meta-llama/Llama-3.2-1B-Instruct")

@@ -1,0 +1,277 @@
+"""The models to unlearn from: the course's own tiny models, or the published Llama-3.2-1B ones.
+
+On the `tiny` profile the course trains three models on TOFU-mini, answer-only loss:
+
+* **base**: a fresh tiny Llama trained on `general_knowledge` (it stands in for pre-training,
+  so model utility measures what the model knew before it met the authors);
+* **full**: base fine-tuned on every author (`full`): the model to unlearn from;
+* **retain**: base fine-tuned on the retain authors only (`retain90` for forget10): it never
+  saw the forget authors, the gold standard an unlearned model is compared against.
+
+Full and retain replay `general_knowledge` beside the authors (as the real models keep
+their pre-training knowledge through TOFU fine-tuning). The models are cached under
+`artifacts_dir("models")` in folders named by a hash of everything that shapes them (profile
+fields, recipe, the data files' checksum, the training code), reused on a re-run and rebuilt
+when missing or corrupt (each folder records its weights' SHA-256).
+
+On the GPU profiles `profile.full_model` / `profile.retain_model` name the published
+`open-unlearning/tofu_Llama-3.2-1B-Instruct_full` / `_retain90` (or any folder), loaded as
+they are; `finetune_from_base` makes them from a base model id instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import datasets
+import torch
+from transformers import PreTrainedModel
+from transformers import PreTrainedTokenizerBase as Tokenizer
+
+import unlearnlib
+from unlearnlib.data import RETAIN_OF_FORGET, load_tofu, resolve_source
+from unlearnlib.finetune import finetune, training_arguments
+from unlearnlib.models import load_model, load_tokenizer, save_model
+from unlearnlib.paths import PACKAGE_DIR, artifacts_dir
+from unlearnlib.profiles import Profile, get_profile, resolve_device, resolve_dtype
+from unlearnlib.tiny import build_model, build_tokenizer
+
+Role = Literal["base", "full", "retain"]
+ROLES: tuple[str, ...] = ("base", "full", "retain")
+#: The file in each cached model folder that records its configuration and weights' hash.
+BUILD_RECORD = "build.json"
+WEIGHTS = "model.safetensors"
+#: Modules whose code shapes the trained weights: editing them invalidates the cache.
+_TRAINING_CODE = ("tiny.py", "formatting.py", "finetune.py")
+
+
+@dataclass(frozen=True)
+class TinyRecipe:
+    """How the tiny models are trained, beyond the profile's batch size, epochs and seed."""
+
+    #: Peak learning rate of the fine-tunes (linear warm-up, then linear decay to 0).
+    learning_rate: float = 3e-3
+    #: Share of the steps spent warming up.
+    warmup: float = 0.05
+    #: Epochs of the base model on `general_knowledge` (120 rows: cheap).
+    base_epochs: int = 30
+    #: Replay `general_knowledge` while fine-tuning full and retain (keeps model utility).
+    replay_general_knowledge: bool = True
+
+
+TINY_RECIPE = TinyRecipe()
+
+
+def _training_split(profile: Profile, role: str) -> str:
+    if role == "base":
+        return "general_knowledge"
+    if role == "full":
+        return "full"
+    if role == "retain":
+        return RETAIN_OF_FORGET[profile.forget_split]
+    raise ValueError(f"Unknown model role {role!r}. Valid roles: {', '.join(ROLES)}.")
+
+
+def _data_checksum(profile: Profile) -> str:
+    """SHA-256 over the data source's files (a Hub source is named, not hashed)."""
+    source = resolve_source(profile.data_source)
+    if source.path is None:
+        return source.describe()
+    digest = hashlib.sha256()
+    for file in sorted(source.path.glob("*.json")):
+        digest.update(file.name.encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def _code_version() -> str:
+    digest = hashlib.sha256(unlearnlib.__version__.encode())
+    for name in _TRAINING_CODE:
+        digest.update((PACKAGE_DIR / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def build_config(profile: Profile, role: str, recipe: TinyRecipe | None = None) -> dict:
+    """Everything that shapes a tiny model of `role`: the input of its cache key."""
+    recipe = recipe or TINY_RECIPE
+    config: dict = {
+        "role": role,
+        "split": _training_split(profile, role),
+        "data_checksum": _data_checksum(profile),
+        "code_version": _code_version(),
+        "tiny_model": dataclasses.asdict(profile.tiny_model),
+        "seed": profile.seed,
+        "train_batch_size": profile.train_batch_size,
+        "gradient_accumulation_steps": profile.gradient_accumulation_steps,
+        "epochs": recipe.base_epochs if role == "base" else profile.finetune_epochs,
+        "recipe": dataclasses.asdict(recipe),
+    }
+    if role != "base":
+        config["base"] = cache_key(profile, "base", recipe)
+    return config
+
+
+def cache_key(profile: Profile, role: str, recipe: TinyRecipe | None = None) -> str:
+    """A short hash of `build_config`: equal configurations share a cached model."""
+    text = json.dumps(build_config(profile, role, recipe), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def tiny_model_dir(profile: Profile, role: str, recipe: TinyRecipe | None = None) -> Path:
+    """Where the tiny model of `role` is (or will be) cached."""
+    return artifacts_dir("models") / f"tiny-{role}-{cache_key(profile, role, recipe)}"
+
+
+def _sha256(file: Path) -> str:
+    digest = hashlib.sha256()
+    with file.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_complete(folder: Path) -> bool:
+    """A cached model folder is usable: record, tokenizer, and weights whose hash matches."""
+    record, weights = folder / BUILD_RECORD, folder / WEIGHTS
+    if not (record.is_file() and weights.is_file() and (folder / "tokenizer.json").is_file()):
+        return False
+    try:
+        expected = json.loads(record.read_text())["weights_sha256"]
+    except (ValueError, KeyError):
+        return False
+    return _sha256(weights) == expected
+
+
+def _training_rows(profile: Profile, role: str, recipe: TinyRecipe) -> datasets.Dataset:
+    rows = load_tofu(_training_split(profile, role), profile.data_source)
+    if role != "base" and recipe.replay_general_knowledge:
+        general = load_tofu("general_knowledge", profile.data_source)
+        rows = datasets.concatenate_datasets([rows.select_columns(["question", "answer"]),
+                                              general.select_columns(["question", "answer"])])
+    return rows
+
+
+def _train_tiny(profile: Profile, role: str, recipe: TinyRecipe, verbose: bool
+                ) -> tuple[PreTrainedModel, Tokenizer, list[dict[str, float]]]:
+    if role == "base":
+        tokenizer = build_tokenizer(profile.tiny_model.vocab_size, profile.data_source)
+        model = build_model(tokenizer, profile.tiny_model, seed=profile.seed)
+    else:
+        base = ensure_tiny_model(profile, "base", recipe, verbose)
+        model, tokenizer = load_model(base), load_tokenizer(base)
+    epochs = recipe.base_epochs if role == "base" else profile.finetune_epochs
+    args = training_arguments(profile, artifacts_dir("runs", f"tiny-{role}"),
+                              num_train_epochs=epochs, learning_rate=recipe.learning_rate,
+                              warmup_ratio=recipe.warmup)
+    log = finetune(model, tokenizer, _training_rows(profile, role, recipe), args,
+                   progress=f"tiny {role}" if verbose else None)
+    return model.eval(), tokenizer, log
+
+
+def ensure_tiny_model(profile: Profile | str = "tiny", role: str = "full",
+                      recipe: TinyRecipe | None = None, verbose: bool = True) -> Path:
+    """The folder of the cached tiny model of `role`, trained first if missing or corrupt.
+
+    Base is built before full and retain (they start from it). The folder is written under a
+    temporary name and renamed when complete, so an interrupted build never looks finished.
+    `recipe` defaults to `TINY_RECIPE`.
+    """
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    recipe = recipe or TINY_RECIPE
+    folder = tiny_model_dir(profile, role, recipe)
+    if is_complete(folder):
+        return folder
+    if folder.exists():
+        if verbose:
+            print(f"tiny {role}: cached model at {folder} is incomplete or corrupt; rebuilding")
+        shutil.rmtree(folder)
+    model, tokenizer, log = _train_tiny(profile, role, recipe, verbose)
+    partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
+    save_model(model, tokenizer, partial)
+    losses = [entry["loss"] for entry in log if "loss" in entry]
+    record = {**build_config(profile, role, recipe), "final_train_loss": losses[-1],
+              "weights_sha256": _sha256(partial / WEIGHTS)}
+    (partial / BUILD_RECORD).write_text(json.dumps(record, indent=2))
+    try:
+        partial.rename(folder)
+    except OSError:  # another process finished the same build first
+        shutil.rmtree(partial)
+        if not is_complete(folder):
+            raise
+    return folder
+
+
+def build_tiny_models(profile: Profile | str = "tiny", recipe: TinyRecipe | None = None,
+                      verbose: bool = True) -> dict[str, Path]:
+    """Base, full and retain tiny models (cached), as {role: folder}."""
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    return {role: ensure_tiny_model(profile, role, recipe, verbose) for role in ROLES}
+
+
+def model_source(profile: Profile | str, role: str) -> str | Path:
+    """The Hub id or folder of a profile's "full" or "retain" model (tiny ones built on demand)."""
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    if role not in ("full", "retain"):
+        raise ValueError(f"role must be 'full' or 'retain', not {role!r}.")
+    name = profile.full_model if role == "full" else profile.retain_model
+    return ensure_tiny_model(profile, role) if name == "tiny" else name
+
+
+def load_zoo_model(profile: Profile | str, role: str, dtype: torch.dtype | None = None,
+                   device: torch.device | str | None = None
+                   ) -> tuple[PreTrainedModel, Tokenizer]:
+    """Model and tokenizer of a profile's "full" or "retain" model, on the profile's device.
+
+    `dtype` defaults to the profile's evaluation precision; for unlearning pass
+    `unlearn.training_dtype(profile)`. A gated Hub model raises a PermissionError that says
+    how to get access (token from $HF_TOKEN or Colab's secrets).
+    """
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    source = model_source(profile, role)
+    device = torch.device(device) if device is not None else resolve_device(profile)
+    dtype = dtype or resolve_dtype(profile, device)
+    return load_model(source, dtype, device).eval(), load_tokenizer(source)
+
+
+def finetune_from_base(profile: Profile | str, base_model: str, role: str = "full",
+                       epochs: int = 5, learning_rate: float = 1e-5, verbose: bool = True
+                       ) -> Path:
+    """Make a profile's full (or retain) model by fine-tuning `base_model` on TOFU yourself.
+
+    The recipe of open-unlearning's published models: e.g. `meta-llama/Llama-3.2-1B-Instruct`,
+    5 epochs, lr 1e-5, answer-only loss. The profile's switches apply (LoRA adapters are
+    merged into the saved model, precision, gradient checkpointing). Cached like the tiny
+    models; `meta-llama` repositories are gated: accept the licence on huggingface.co and set
+    $HF_TOKEN (or a Colab secret named HF_TOKEN), or the load raises a PermissionError.
+    """
+    from unlearnlib.unlearn import prepare_model, save_trained, training_dtype
+
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    split = _training_split(profile, role)
+    config = {"base_model": base_model, "split": split, "epochs": epochs,
+              "learning_rate": learning_rate, "data": _data_checksum(profile),
+              "use_lora": profile.use_lora, "lora_rank": profile.lora_rank,
+              "code_version": _code_version()}
+    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    folder = artifacts_dir("models") / f"{base_model.replace('/', '--')}-{role}-{key}"
+    if (folder / BUILD_RECORD).is_file():
+        return folder
+    device = resolve_device(profile)
+    model = load_model(base_model, training_dtype(profile, device), device)
+    tokenizer = load_tokenizer(base_model)
+    model = prepare_model(model, profile)
+    args = training_arguments(profile, artifacts_dir("runs", folder.name),
+                              num_train_epochs=epochs, learning_rate=learning_rate,
+                              warmup_ratio=1 / epochs)
+    finetune(model, tokenizer, load_tofu(split, profile.data_source), args,
+             progress=f"{base_model} {role}" if verbose else None)
+    save_trained(model, tokenizer, folder, merge=True)
+    (folder / BUILD_RECORD).write_text(json.dumps(config, indent=2))
+    return folder
