@@ -9,9 +9,12 @@ saw, purple the general-knowledge sets (real authors, world facts) behind model 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from numpy.typing import ArrayLike
 
 _BLUE, _ORANGE, _GREEN, _VERMILION, _PURPLE, _GREY = (
     "#0173B2", "#DE8F05", "#029E73", "#D55E00", "#CC78BC", "#949494",
@@ -90,3 +93,142 @@ def plot_question_types(frame: pd.DataFrame, ax: Axes | None = None) -> Axes:
     ax.set(xlabel="question word", ylabel="questions in the split (%)",
            title="What the questions ask")
     return ax
+
+
+def plot_leak_rates(table: pd.DataFrame, statistic: str = "leak_rate",
+                    ax: Axes | None = None) -> Axes:
+    """Per-family leaks of each model, bars with their bootstrap intervals.
+
+    `table` is `recall.leak_table`'s output (columns model, family, statistic, estimate,
+    ci_low, ci_high); `statistic` picks leak_rate, novel_recall_leak or excess_over_retain.
+    Full is blue and retain green; other (unlearned) models are orange, then vermilion,
+    purple, grey. Families keep the table's order ("overall" last).
+    """
+    ax = _axes(ax)
+    rows = table[table["statistic"] == statistic]
+    if rows.empty:
+        raise ValueError(f"No {statistic!r} rows in the table; it has "
+                         f"{sorted(table['statistic'].unique())}.")
+    families = list(dict.fromkeys(rows["family"]))
+    models = list(dict.fromkeys(rows["model"]))
+    frame = rows.assign(percent=rows["estimate"] * 100)
+    sns.barplot(frame, x="family", y="percent", hue="model", order=families, hue_order=models,
+                palette=_model_palette(models), saturation=1, errorbar=None, ax=ax)
+    # seaborn draws no interval it did not compute: add the bootstrap ones at each bar centre.
+    estimates = frame.set_index(["model", "family"])
+    for container, model in zip(list(ax.containers), models, strict=True):
+        for bar in container:
+            centre = bar.get_x() + bar.get_width() / 2
+            key = (model, families[round(centre)])
+            if key not in estimates.index:
+                continue
+            row = estimates.loc[key]
+            low, high = row["ci_low"] * 100, row["ci_high"] * 100
+            ax.errorbar(centre, row["percent"], yerr=[[row["percent"] - low],
+                                                      [high - row["percent"]]],
+                        fmt="none", ecolor="black", elinewidth=1, capsize=2)
+    labels = {"leak_rate": "forget facts recalled (%)",
+              "novel_recall_leak": "facts recalled, retain model not (%)",
+              "excess_over_retain": "leak rate minus retain model's (points)"}
+    ax.set(xlabel="probe family", ylabel=labels.get(statistic, f"{statistic} (%)"),
+           title=f"{statistic.replace('_', ' ').capitalize()} per probe family "
+                 "(95 % author-bootstrap intervals)")
+    ax.tick_params(axis="x", labelrotation=30)
+    ax.legend(title="model")
+    return ax
+
+
+def _model_palette(models: list[str]) -> dict[str, str]:
+    """Full blue, retain green, any other (unlearned) model orange, then vermilion, purple."""
+    others = iter([_ORANGE, _VERMILION, _PURPLE, _GREY])
+    return {m: MODEL_PALETTE.get(m) or next(others, _GREY) for m in models}
+
+
+def plot_metric_bars(table: pd.DataFrame, ax: Axes | None = None, ylabel: str = "value",
+                     title: str = "Metrics per model") -> Axes:
+    """Grouped bars: one group per metric (the table's rows), one bar per model (its columns)."""
+    ax = _axes(ax)
+    frame = table.rename_axis("metric").reset_index().melt("metric", var_name="model")
+    models = list(table.columns)
+    sns.barplot(frame, x="metric", y="value", hue="model", hue_order=models,
+                palette=_model_palette(models), saturation=1, ax=ax)
+    ax.set(xlabel="", ylabel=ylabel, title=title)
+    ax.tick_params(axis="x", labelrotation=20)
+    ax.legend(title="model", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return ax
+
+
+def plot_truth_ratio_cdfs(truth_ratios: dict[str, ArrayLike], reference: str = "retain",
+                          ax: Axes | None = None) -> Axes:
+    """Empirical CDFs of per-question truth ratios, and each model's KS statistic drawn.
+
+    Forget quality is the KS test between a model's forget truth ratios and the `reference`
+    (retain) model's: its statistic D = max_x |F_model(x) - F_retain(x)| is drawn as a
+    vertical segment where the gap is largest, labelled with D.
+    """
+    ax = _axes(ax)
+    palette = _model_palette(list(truth_ratios))
+    ref = np.sort(np.asarray(truth_ratios[reference], dtype=np.float64))
+    for name, values in truth_ratios.items():
+        values = np.sort(np.asarray(values, dtype=np.float64))
+        ax.step(values, np.arange(1, len(values) + 1) / len(values), where="post",
+                color=palette[name], linewidth=2, label=name)
+        if name == reference:
+            continue
+        grid = np.union1d(values, ref)
+        cdf = np.searchsorted(values, grid, side="right") / len(values)
+        cdf_ref = np.searchsorted(ref, grid, side="right") / len(ref)
+        where = int(np.argmax(np.abs(cdf - cdf_ref)))
+        ax.vlines(grid[where], cdf[where], cdf_ref[where], color=palette[name],
+                  linestyle="--", linewidth=1.5)
+        ax.annotate(f"D = {abs(cdf[where] - cdf_ref[where]):.2f}",
+                    (grid[where], (cdf[where] + cdf_ref[where]) / 2), xytext=(6, 0),
+                    textcoords="offset points", color=palette[name], va="center")
+    ax.set_xscale("log")
+    ax.set(xlabel="truth ratio P_wrong / P_correct (log scale)",
+           ylabel="share of forget questions",
+           title="Truth ratios on the forget set (KS statistic dashed)", ylim=(0, 1.02))
+    ax.legend(title="model", loc="lower right")
+    return ax
+
+
+def plot_npo_weight(log_ratio: ArrayLike, weights: dict[str, ArrayLike],
+                    ax: Axes | None = None) -> Axes:
+    """NPO's gradient weight w against log(pi / pi_ref), one line per beta (`weights` keys)."""
+    ax = _axes(ax)
+    colours = sns.color_palette("viridis", len(weights))
+    for colour, (label, values) in zip(colours, weights.items(), strict=True):
+        ax.plot(log_ratio, values, color=colour, linewidth=2, label=label)
+    ax.axhline(1.0, color=_VERMILION, linestyle="--", linewidth=1.5,
+               label="gradient ascent (w = 1)")
+    ax.axvline(0.0, color=_GREY, linewidth=1)
+    ax.set(xlabel="log pi(y|x) - log pi_ref(y|x)", ylabel="gradient weight w",
+           title="NPO's weight falls as the answer becomes unlikely")
+    ax.legend(loc="upper left")
+    return ax
+
+
+def plot_training_curves(frame: pd.DataFrame, metrics: dict[str, str] | None = None
+                         ) -> Figure:
+    """One panel per metric against the epoch, one line per method (column `method`).
+
+    `frame` stacks `TrainingCurves.frame()` tables with a `method` column; `metrics` maps
+    column -> axis label (default: forget / retain probability and forget quality, log scale).
+    """
+    metrics = metrics or {"forget_prob": "forget probability",
+                          "retain_prob": "retain probability",
+                          "forget_quality": "forget quality (log)"}
+    figure, axes = plt.subplots(1, len(metrics), figsize=(4.0 * len(metrics), 3.6),
+                                layout="constrained")
+    methods = list(dict.fromkeys(frame["method"]))
+    colours = dict(zip(methods, sns.color_palette("colorblind", len(methods)), strict=True))
+    for ax, (column, label) in zip(np.atleast_1d(axes), metrics.items(), strict=True):
+        for method in methods:
+            rows = frame[frame["method"] == method]
+            ax.plot(rows["epoch"], rows[column], marker="o", color=colours[method],
+                    label=method)
+        if column == "forget_quality":
+            ax.set_yscale("log")
+        ax.set(xlabel="epoch", ylabel=label, title=label.split(" (")[0].capitalize())
+    np.atleast_1d(axes)[0].legend(title="method")
+    return figure
