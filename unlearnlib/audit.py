@@ -16,7 +16,11 @@ the same facts, seeds and settings, and returns an `AuditResult`:
 
 The retain model never saw the forget authors, so its novel-recall leak is 0 by construction
 and its leak rate is the chance floor (lucky guesses, general knowledge) the others are
-measured against.
+measured against. Some families have a high floor: multiple choice (one gold option of
+six) and the logit lens (a span's first token is often a common word piece). There novel
+recall also counts lucky guesses on which the two models differ (two independent guessers
+that are right 20 % of the time differ in the audited model's favour 16 % of the time), so
+read the excess over the retain model for those families.
 """
 
 from __future__ import annotations
@@ -79,15 +83,17 @@ class AuditSettings:
     #: quantised: round-to-nearest bits and group size (LM head excluded).
     quant_bits: int = 4
     quant_group_size: int = 128
-    #: relearn: LoRA epochs and learning rate on half of the forget authors.
-    relearn_epochs: float = 2.0
-    relearn_learning_rate: float = 1e-4
+    #: relearn: LoRA epochs and learning rate on half of the forget authors (the GPU values
+    #: are a usual LoRA choice, not yet tuned on Llama-3.2-1B).
+    relearn_epochs: float = 3.0
+    relearn_learning_rate: float = 2e-4
     #: leak_table: bootstrap resamples of the authors.
     n_bootstrap: int = 1000
 
 
-#: Per profile: the tiny audit of three models fits 3 minutes on 2 CPU cores with 8 samples;
-#: LoRA teaches the tiny model only at a high learning rate (SPEC section 2).
+#: Per profile. Tiny: 8 samples keep the audit of three models near one minute on one CPU
+#: core (measured 61 s); LoRA teaches the tiny model only at a high learning rate (SPEC
+#: section 2).
 AUDIT_SETTINGS: dict[str, AuditSettings] = {
     "tiny": AuditSettings(n_samples=8, relearn_epochs=5.0, relearn_learning_rate=3e-3),
     "colab-t4": AuditSettings(),
@@ -200,7 +206,7 @@ def run_audit(
     out_dir: str | Path | None = None,
     *,
     facts: pd.DataFrame | None = None,
-    source: str | TofuSource | None = None,
+    source: str | Path | TofuSource | None = None,
     membership: bool = True,
     seed: int | None = None,
     batch_size: int | None = None,

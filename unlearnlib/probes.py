@@ -34,6 +34,7 @@ import copy
 import re
 import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -84,7 +85,7 @@ BLANK = "___"
 
 
 def forget_facts(forget_split: str = "forget10",
-                 source: str | TofuSource | None = None) -> pd.DataFrame:
+                 source: str | Path | TofuSource | None = None) -> pd.DataFrame:
     """The forget facts to probe: one row per question of `<forget_split>_perturbed`.
 
     Columns: fact_id (the row index in the forget split), author (`data.author_ids`),
@@ -105,8 +106,7 @@ def forget_facts(forget_split: str = "forget10",
 
 def _records(facts: pd.DataFrame, *, model_name: str, family: str, probe: str,
              prompts: Sequence[str], generations: Sequence[str],
-             recalled: Sequence[bool] | None = None,
-             seed: int | Sequence[int] = NO_SEED) -> pd.DataFrame:
+             recalled: Sequence[bool] | None = None, seed: int = NO_SEED) -> pd.DataFrame:
     """Records of one probe over `facts`; `recalled` defaults to the recall rule."""
     spans = facts["key_span"].tolist()
     if recalled is None:
