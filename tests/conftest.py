@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_TOFU = REPO.parent / "shared" / "tofu"
@@ -38,3 +39,13 @@ def tiny_model(tiny_tokenizer):
     from unlearnlib.tiny import build_model
 
     return build_model(tiny_tokenizer).eval()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run on one thread: the tiny model's matrices gain nothing from a second one, and on a
+    shared 2-core machine two threads spin-wait on each other (measured 8x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -7,7 +7,6 @@ import datasets
 import matplotlib
 import pandas as pd
 import pytest
-import torch
 
 from unlearnlib.audit import (
     FAMILIES,
@@ -27,14 +26,7 @@ matplotlib.use("Agg")
 LEARNT, UNSEEN = 99, 98
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Run on one thread: the tiny model's matrices gain nothing from a second one, and on a
-    shared 2-core machine two threads spin-wait on each other (measured 8x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -36,14 +36,7 @@ TRAINED_AUTHORS = (99,)
 MAX_NEW_TOKENS = 32
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Run on one thread: the tiny model's matrices gain nothing from a second one, and on a
-    shared 2-core machine two threads spin-wait on each other (measured 8x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
