@@ -49,3 +49,20 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def noisy_tiny_model():
+    """Factory of tiny Llamas with non-trivial weights (seeded noise): varied distributions."""
+    return _noisy_tiny_model
+
+
+def _noisy_tiny_model(tokenizer, seed: int, noise_seed: int):
+    from unlearnlib.tiny import build_model
+
+    model = build_model(tokenizer, seed=seed).eval()
+    generator = torch.Generator().manual_seed(noise_seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.08 * torch.randn(parameter.shape, generator=generator))
+    return model

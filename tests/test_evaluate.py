@@ -27,13 +27,8 @@ NOT_COMPUTED = {"mia_gradnorm", "mia_reference", "mia_min_k_plus_plus"}
 
 
 @pytest.fixture(scope="module")
-def model(tiny_tokenizer):
-    model = build_model(tiny_tokenizer, seed=3).eval()
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.add_(0.08 * torch.randn(parameter.shape, generator=generator))
-    return model
+def model(tiny_tokenizer, noisy_tiny_model):
+    return noisy_tiny_model(tiny_tokenizer, seed=3, noise_seed=1)
 
 
 @pytest.fixture(scope="module")

@@ -32,14 +32,8 @@ TOL = 1e-5
 
 
 @pytest.fixture(scope="module")
-def model(tiny_tokenizer):
-    """A tiny Llama with non-trivial weights (seeded noise): peaked, varied distributions."""
-    model = build_model(tiny_tokenizer, seed=1).eval()
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.add_(0.08 * torch.randn(parameter.shape, generator=generator))
-    return model
+def model(tiny_tokenizer, noisy_tiny_model):
+    return noisy_tiny_model(tiny_tokenizer, seed=1, noise_seed=0)
 
 
 @pytest.fixture(scope="module")
