@@ -45,10 +45,10 @@ def tiny_model(tiny_tokenizer):
 def one_torch_thread():
     """Run on one thread: the tiny model's matrices gain nothing from a second one, and on a
     shared 2-core machine two threads spin-wait on each other (measured 8x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    from unlearnlib.models import torch_threads
+
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -66,3 +66,16 @@ def _noisy_tiny_model(tokenizer, seed: int, noise_seed: int):
         for parameter in model.parameters():
             parameter.add_(0.08 * torch.randn(parameter.shape, generator=generator))
     return model
+
+
+@pytest.fixture(scope="session")
+def small_tofu(tmp_path_factory) -> Path:
+    """TOFU-mini cut to its first 24 rows per file: the same layout, trained in seconds."""
+    from unlearnlib.paths import shipped_tofu_mini_dir
+
+    folder = tmp_path_factory.mktemp("small_tofu")
+    for file in shipped_tofu_mini_dir().glob("*.json"):
+        lines = file.read_text().splitlines(keepends=True)
+        keep = lines if file.name == "tofu_layout.json" else lines[:24]
+        (folder / file.name).write_text("".join(keep))
+    return folder

@@ -11,6 +11,7 @@ from unlearnlib.formatting import ChatCollator
 from unlearnlib.likelihood import score_answers
 from unlearnlib.losses import (
     answer_lengths,
+    answer_logits,
     gradient_ascent_loss,
     nll_loss,
     npo_loss,
@@ -130,3 +131,16 @@ def test_gradient_ascent_and_simnpo_values():
     # Length-normalised: the same per-token likelihood gives the same loss at any length.
     assert simnpo_loss(torch.tensor([-10.0]), torch.tensor([5])).item() == pytest.approx(
         simnpo_loss(torch.tensor([-40.0]), torch.tensor([20])).item())
+
+
+def test_answer_logits_skip_the_prompt_and_change_no_loss_or_gradient(model, batch):
+    logits, labels = answer_logits(model, batch)
+    first_answer = int((batch["labels"] != -100).any(dim=0).nonzero()[0])
+    assert logits.shape[1] == labels.shape[1] == batch["labels"].shape[1] - first_answer + 1
+    assert (labels[:, 0] == -100).all()  # the kept window starts one token before an answer
+    full_logits = _logits(model, batch)
+    assert torch.allclose(sequence_log_prob(logits, labels),
+                          sequence_log_prob(full_logits, batch["labels"]))
+    grad = _grad(model, nll_loss(logits, labels))
+    reference = _grad(model, model(**batch).loss)  # transformers' own loss on every position
+    assert torch.allclose(grad, reference)

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 import transformers
 
 from unlearnlib import model_zoo
@@ -10,13 +11,15 @@ from unlearnlib.model_zoo import (
     TinyRecipe,
     build_tiny_models,
     cache_key,
+    ensure_unlearned,
     finetune_from_base,
     is_complete,
     load_zoo_model,
     model_source,
     tiny_model_dir,
+    unlearned_config,
 )
-from unlearnlib.paths import shipped_tofu_mini_dir
+from unlearnlib.models import load_model
 from unlearnlib.profiles import PROFILES, TinyModelSize, get_profile
 
 MICRO = TinyModelSize(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
@@ -29,17 +32,6 @@ QUICK = TinyRecipe(base_epochs=1)
 def home(tmp_path, monkeypatch):
     monkeypatch.setenv("UNLEARNLIB_HOME", str(tmp_path))
     return tmp_path
-
-
-@pytest.fixture(scope="module")
-def small_tofu(tmp_path_factory):
-    """TOFU-mini cut to its first 24 rows per file: the same layout, trained in seconds."""
-    folder = tmp_path_factory.mktemp("small_tofu")
-    for file in shipped_tofu_mini_dir().glob("*.json"):
-        lines = file.read_text().splitlines(keepends=True)
-        keep = lines if file.name == "tofu_layout.json" else lines[:24]
-        (folder / file.name).write_text("".join(keep))
-    return folder
 
 
 @pytest.fixture()
@@ -117,3 +109,39 @@ def test_gpu_profiles_name_the_published_models_and_explain_gated_access(home, m
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", gated)
     with pytest.raises(PermissionError, match="HF_TOKEN"):
         finetune_from_base(profile.replace(name="tiny-cpu"), "meta-llama/Llama-3.2-1B-Instruct")
+
+
+def test_parallel_build_trains_the_same_weights_as_one_process(micro, tmp_path, monkeypatch):
+    folders = {}
+    for jobs in (1, 2):
+        monkeypatch.setenv("UNLEARNLIB_HOME", str(tmp_path / f"jobs{jobs}"))
+        folders[jobs] = build_tiny_models(micro, QUICK, verbose=False, jobs=jobs)
+    for role in ("full", "retain"):
+        assert folders[2][role].parent.parent == tmp_path / "jobs2"
+        assert ((folders[1][role] / "model.safetensors").read_bytes()
+                == (folders[2][role] / "model.safetensors").read_bytes())
+
+
+def test_unlearned_model_is_trained_once_and_keyed_by_its_settings(home, micro, monkeypatch):
+    monkeypatch.setattr(model_zoo, "TINY_RECIPE", QUICK)
+    profile = micro.replace(unlearn_epochs=1)
+    folder = ensure_unlearned(profile, "npo", verbose=False)
+    assert is_complete(folder) and folder.name.startswith("tiny-npo-")
+    record = json.loads((folder / "build.json").read_text())
+    assert record["method"]["beta"] == 0.1 and record["unlearn_epochs"] == 1
+    full, _ = load_zoo_model(profile, "full")
+    unlearned = load_model(folder)
+    pairs = zip(full.parameters(), unlearned.parameters(), strict=True)
+    assert any(not torch.equal(a, b) for a, b in pairs)
+
+    import unlearnlib.unlearn
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached unlearned model was trained again")
+
+    monkeypatch.setattr(unlearnlib.unlearn, "unlearn", no_training)
+    assert ensure_unlearned(profile, "npo", verbose=False) == folder
+    changed = [unlearned_config(profile.replace(learning_rate=1e-3), "npo"),
+               unlearned_config(profile.replace(unlearn_epochs=2), "npo"),
+               unlearned_config(profile, "graddiff")]
+    assert all(config != unlearned_config(profile, "npo") for config in changed)

@@ -10,6 +10,7 @@ import torch
 
 from unlearnlib import probes
 from unlearnlib.finetune import finetune, training_arguments
+from unlearnlib.generation import generate_answers
 from unlearnlib.probes import (
     BLANK,
     NO_SEED,
@@ -146,6 +147,27 @@ def test_cloze_prompt_blanks_the_key_span_everywhere(all_facts, tofu_dir) -> Non
 
 
 # --------------------------------------------------------------------------- 3. best of N
+
+
+def test_generate_answers_samples_by_seed_and_stays_greedy_by_default(tiny_model,
+                                                                     tiny_tokenizer) -> None:
+    questions = ["Who wrote it?", "Why?", "Where was the author born, and in which year?",
+                 "What is the title of the first novel?"]
+    options = {"max_new_tokens": 8, "batch_size": 3}
+    greedy = generate_answers(tiny_model, tiny_tokenizer, questions, **options)
+    assert generate_answers(tiny_model, tiny_tokenizer, questions, seed=9, temperature=0.1,
+                            **options) == greedy  # no do_sample: seed and temperature unused
+    sampled = generate_answers(tiny_model, tiny_tokenizer, questions, do_sample=True, seed=3,
+                               **options)
+    assert sampled == generate_answers(tiny_model, tiny_tokenizer, questions, do_sample=True,
+                                       seed=3, **options)
+    assert sampled != generate_answers(tiny_model, tiny_tokenizer, questions, do_sample=True,
+                                       seed=4, **options)
+    assert sampled != greedy
+    for bad in ({"temperature": 0.0}, {"top_p": 0.0}, {"top_p": 1.5}):
+        with pytest.raises(ValueError, match="temperature > 0 and top_p in"):
+            generate_answers(tiny_model, tiny_tokenizer, questions, do_sample=True, seed=3,
+                             **bad, **options)
 
 
 def test_best_of_n_is_reproducible_per_seed(tiny_model, tiny_tokenizer, facts) -> None:

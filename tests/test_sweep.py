@@ -2,9 +2,13 @@
 
 import json
 import os
+import textwrap
 
+import nbformat
 import pytest
+from nbformat.v4 import new_code_cell, new_notebook
 
+from unlearnlib import sweep as sweep_module
 from unlearnlib.cli import main
 from unlearnlib.models import save_model
 from unlearnlib.profiles import TinyModelSize
@@ -17,6 +21,7 @@ from unlearnlib.sweep import (
     RESULTS_FILE,
     SELECTION_FILE,
     TEMPLATE,
+    PointRun,
     grid_points,
     load_grid,
     load_results,
@@ -103,6 +108,58 @@ def _fake_finished(folder, point):
                    summary=values, metrics={k: 0.5 for k in METRIC_KEYS})
     (folder / RESULTS_FILE).write_text(json.dumps(results))
     (folder / NOTEBOOK_FILE).write_text("{}")
+
+
+def test_a_single_pending_point_runs_in_process_on_the_cores_it_may_use(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run_point(point, profile, out, threads, extra, template):  # one job: in-process
+        calls.append((point_id(point), threads))
+        return PointRun(point_id(point), "ran", 0.0)
+
+    monkeypatch.setattr(sweep_module, "run_point", fake_run_point)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    grid = {"lr": [1, 2]}
+    _fake_finished(tmp_path / "lr1", {"lr": 1})
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    runs = run_sweep(grid, out=tmp_path, jobs=4, verbose=False)  # one point left: one job
+    assert [(r.point, r.status) for r in runs] == [("lr1", "skipped"), ("lr2", "ran")]
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    run_sweep(grid, out=tmp_path, jobs=1, verbose=False)
+    assert calls == [("lr2", 8), ("lr2", 3)]
+
+
+def _recording_template(path):
+    """A point notebook that records where it ran, in a complete results.json (no training)."""
+    parameters = new_code_cell('LR = 0\nPROFILE = "tiny"\nOUT_DIR = "."\nPOINT_ID = "point"')
+    parameters.metadata["tags"] = ["parameters"]
+    record = new_code_cell(textwrap.dedent(f"""
+        import json, os
+        from pathlib import Path
+        results = {{key: {{}} for key in {RESULT_KEYS!r}}}
+        results.update(status="ok", point=POINT_ID, parameters={{"lr": LR}}, profile=PROFILE,
+                       training={{"threads": os.environ["OMP_NUM_THREADS"],
+                                 "process": os.getppid()}})
+        Path(OUT_DIR, "results.json").write_text(json.dumps(results))
+    """))
+    kernel = {"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}}
+    nbformat.write(new_notebook(cells=[parameters, record], metadata=kernel), path)
+    return path
+
+
+def test_parallel_points_run_in_worker_processes_within_the_thread_limit(tmp_path,
+                                                                         monkeypatch):
+    template = _recording_template(tmp_path / "record.ipynb")
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)  # 4 threads per job, but the caller's 1 wins
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = tmp_path / "runs"
+    runs = run_sweep({"lr": [1, 2]}, out=out, jobs=2, template=template, verbose=False)
+    assert [(r.point, r.status) for r in runs] == [("lr1", "ran"), ("lr2", "ran")], [
+        r.error for r in runs]
+    records = [load_results(out / r.point) for r in runs]
+    assert [r["parameters"]["lr"] for r in records] == [1, 2]
+    assert {r["training"]["threads"] for r in records} == {"1"}
+    assert os.getpid() not in {r["training"]["process"] for r in records}  # kernels' parents
 
 
 @pytest.fixture(scope="module")

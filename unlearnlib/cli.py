@@ -14,10 +14,15 @@
     unlearnlib unlearn --method npo --out DIR [--profile tiny] [--model DIR] [--epochs N]
                        [--lr LR] [--beta B] [--alpha A] [--save-steps N] [--resume]
                                                       unlearn the forget split, save the model
+    unlearnlib audit --model DIR --out DIR [--profile tiny] [--model-name NAME]
+                     [--families direct,format_shift,...] [-p KEY VALUE]
+                                                      leak-audit a model against full and retain
     unlearnlib sweep run GRID.yaml [--profile tiny] [--out runs] [--jobs N] [--shard i/n]
                                                       one notebook run per grid point, resumable
     unlearnlib sweep report RUNS [--prune]            rank by forget quality, heatmap, rank 1
     unlearnlib card RUNS/POINT                        the point's model card (README.md)
+    unlearnlib memory [--profile colab-t4|gpu-full] [--markdown]
+                                                      GPU memory per course step, Llama-3.2-1B
 """
 
 from __future__ import annotations
@@ -157,6 +162,66 @@ def _unlearn(args: argparse.Namespace) -> int:
     return 0
 
 
+#: What `audit -p KEY VALUE` may set besides the fields of `audit.AuditSettings`.
+_AUDIT_OPTIONS = ("seed", "batch_size", "max_new_tokens")
+
+
+def _audit(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import matplotlib.pyplot as plt
+
+    from unlearnlib.audit import FAMILIES, AuditSettings, run_audit
+    from unlearnlib.course import parse_parameter
+    from unlearnlib.model_zoo import load_zoo_model
+    from unlearnlib.models import load_model, load_tokenizer
+    from unlearnlib.profiles import get_profile, resolve_device, resolve_dtype
+    from unlearnlib.recall import STATISTICS
+
+    # Bad input fails here, before the zoo models load (a tiny one may first have to train).
+    folder = Path(args.model)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--model {folder} does not exist: pass the folder that "
+                                "`unlearnlib unlearn --out` wrote.")
+    if not any((folder / f).is_file() for f in ("model.safetensors",
+                                                "model.safetensors.index.json")):
+        raise FileNotFoundError(f"--model {folder} has no model.safetensors: pass the folder "
+                                "that `unlearnlib unlearn --out` wrote.")
+    families = list(FAMILIES) if args.families is None else [
+        f.strip() for f in args.families.split(",") if f.strip()]
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown or not families:
+        raise ValueError(f"Unknown probe families {unknown} in --families. "
+                         f"Valid families: {', '.join(FAMILIES)}.")
+    name = args.model_name or folder.resolve().name
+    if name in ("full", "retain"):
+        raise ValueError(f"--model-name {name!r} is taken by the profile's {name} model; "
+                         "choose another name.")
+    options = {key: parse_parameter(value) for key, value in args.parameter}
+    valid = [f.name for f in dataclasses.fields(AuditSettings)] + list(_AUDIT_OPTIONS)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ValueError(f"Unknown -p key(s) {unknown}. Valid keys: {', '.join(valid)}.")
+
+    profile = get_profile(args.profile)
+    device = resolve_device(profile)
+    models = {role: load_zoo_model(profile, role) for role in ("full", "retain")}
+    models[name] = (load_model(folder, resolve_dtype(profile, device), device),
+                    load_tokenizer(folder))
+    result = run_audit(models, profile, families=families, out_dir=args.out, **options)
+    paths = dict(result.paths or {})
+    ax = result.plot()
+    paths["figure"] = Path(args.out) / "leak_rates.png"
+    ax.figure.savefig(paths["figure"], dpi=120, bbox_inches="tight")
+    plt.close(ax.figure)
+    for statistic in STATISTICS:
+        print(f"{statistic} (95 % intervals in {paths['table'].name}):")
+        print(result.estimates(statistic).round(3).to_string() + "\n")
+    print(result.membership.round(3).to_string(index=False))
+    print(f"Wrote {', '.join(str(p) for p in paths.values())}")
+    return 0
+
+
 def _sweep_run(args: argparse.Namespace) -> int:
     from unlearnlib.course import parse_parameter
     from unlearnlib.sweep import parse_shard, run_sweep
@@ -180,6 +245,19 @@ def _card(args: argparse.Namespace) -> int:
     from unlearnlib.card import write_card
 
     print(f"wrote {write_card(args.point)}")
+    return 0
+
+
+def _memory(args: argparse.Namespace) -> int:
+    from unlearnlib.memory import course_memory_table, to_markdown
+
+    names = [args.profile] if args.profile else ["colab-t4", "gpu-full"]
+    table = course_memory_table(names, seq_len=args.seq_len, answer_len=args.answer_len)
+    for name, rows in table.groupby("profile", sort=False):
+        print(f"{name}: {rows['gpu_gib'].iloc[0]:g} GiB GPU, memory in GiB\n")
+        rows = rows.drop(columns=["profile", "gpu_gib"])
+        print(to_markdown(rows) if args.markdown else rows.round(2).to_string(index=False))
+        print()
     return 0
 
 
@@ -275,6 +353,24 @@ def build_parser() -> argparse.ArgumentParser:
                          help="under LoRA, save only the adapter instead of a merged model")
     unlearn.set_defaults(handler=_unlearn)
 
+    audit = commands.add_parser(
+        "audit", help="leak-audit a model against the profile's full and retain models; "
+                      "write the records, leak table, membership table and figure")
+    audit.add_argument("--model", required=True,
+                       help="the audited (e.g. unlearned) model's folder, e.g. runs/npo")
+    audit.add_argument("--model-name", default=None,
+                       help="its name in the records and table (default: the folder's name)")
+    audit.add_argument("--profile", default="tiny")
+    audit.add_argument("--out", required=True, help="folder for the audit's files")
+    audit.add_argument("--families", default=None,
+                       help="comma-separated probe families, e.g. direct,format_shift "
+                            "(default: every family)")
+    audit.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                       metavar=("KEY", "VALUE"),
+                       help="an AuditSettings field (e.g. n_samples 4), seed, batch_size or "
+                            "max_new_tokens")
+    audit.set_defaults(handler=_audit)
+
     sweep = commands.add_parser("sweep", help="hyper-parameter sweeps").add_subparsers(
         dest="sweep_command", required=True)
     sweep_run = sweep.add_parser("run", help="run every grid point's notebook (papermill), "
@@ -300,6 +396,15 @@ def build_parser() -> argparse.ArgumentParser:
     card = commands.add_parser("card", help="write a sweep point's model card (README.md)")
     card.add_argument("point", help="a point's folder, e.g. runs/npo_lr0.0005_ep4_a1_b0.1")
     card.set_defaults(handler=_card)
+
+    memory = commands.add_parser(
+        "memory", help="GPU memory of each course step for Llama-3.2-1B, from parameter counts")
+    memory.add_argument("--profile", default=None, choices=["colab-t4", "gpu-full"],
+                        help="one profile (default: both)")
+    memory.add_argument("--seq-len", type=int, default=256, help="tokens of a chat")
+    memory.add_argument("--answer-len", type=int, default=64, help="tokens of its answer")
+    memory.add_argument("--markdown", action="store_true", help="markdown tables (README)")
+    memory.set_defaults(handler=_memory)
     return parser
 
 

@@ -34,6 +34,9 @@ if TYPE_CHECKING:  # nbformat's import costs seconds, paid only by the runner, n
 GITHUB_REPO = "unlearnlib-course/unlearnlib"
 #: The kernel papermill and nbval start; `make install` registers the venv's as `python3`.
 KERNEL_NAME = "python3"
+#: Batch kernels log errors only: ipykernel 7 otherwise warns on every start that its local
+#: TCP sockets are unencrypted, a line that lands in the runner's (or a sweep cell's) output.
+KERNEL_ARGUMENTS = ("--IPKernelApp.log_level=ERROR",)
 #: "0" turns off the progress bars of datasets, transformers and huggingface_hub.
 PROGRESS_ENV = "UNLEARNLIB_PROGRESS_BARS"
 #: papermill writes this tag on the cell it injects after the `parameters` cell.
@@ -135,7 +138,7 @@ class NotebookFailed(RuntimeError):
 
 
 @contextlib.contextmanager
-def _environment(variables: Mapping[str, str]) -> Iterator[None]:
+def temporary_environment(variables: Mapping[str, str]) -> Iterator[None]:
     """Set environment variables for the duration (kernels inherit them), then restore."""
     saved = {name: os.environ.get(name) for name in variables}
     os.environ.update(variables)
@@ -223,7 +226,7 @@ def run_course(profile: str = "tiny", out: str | Path = "build/executed",
     out.mkdir(parents=True, exist_ok=True)
     runs: list[NotebookRun] = []
     error: Exception | None = None
-    with _environment(course_environment(profile)):
+    with temporary_environment(course_environment(profile)):
         for path in paths:
             output = out / path.name
             if verbose:
@@ -231,7 +234,8 @@ def run_course(profile: str = "tiny", out: str | Path = "build/executed",
             start = time.perf_counter()
             try:
                 papermill.execute_notebook(str(path), str(output), parameters=parameters,
-                                           kernel_name=KERNEL_NAME, progress_bar=False)
+                                           kernel_name=KERNEL_NAME, progress_bar=False,
+                                           extra_arguments=list(KERNEL_ARGUMENTS))
             except Exception as caught:  # recorded below, then raised with the cell named
                 error = caught
             seconds = time.perf_counter() - start

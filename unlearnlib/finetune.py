@@ -8,6 +8,7 @@ batched by `ChatCollator`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from transformers import (
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from unlearnlib.formatting import ChatCollator, encode_example
+from unlearnlib.losses import answer_logits, nll_loss
 from unlearnlib.profiles import Profile, resolve_device, resolve_dtype
 
 _HAS_WARMUP_RATIO = "warmup_ratio" in {f.name for f in dataclasses.fields(TrainingArguments)}
@@ -81,25 +83,51 @@ def training_arguments(profile: Profile, output_dir: str | Path, **overrides: An
 
 
 class EpochProgress(TrainerCallback):
-    """Print a line (label, epoch, training loss, seconds) at every log: one per epoch under
-    `training_arguments`' logging_strategy="epoch". Long fine-tunes would otherwise sit silent
-    with the Trainer's progress bars switched off.
+    """Print a line (label, epoch, training loss, seconds) for about `lines` of the logs (one
+    per epoch under `training_arguments`' logging_strategy="epoch") and always the last. Long
+    fine-tunes would otherwise sit silent with the Trainer's progress bars switched off.
     """
 
-    def __init__(self, label: str):
-        self.label = label
-        self._start = time.perf_counter()
+    def __init__(self, label: str, lines: int = 6):
+        self.label, self.lines = label, lines
+        self._start, self._logs = time.perf_counter(), 0
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState,
                        control: TrainerControl, **kwargs: Any) -> None:
-        self._start = time.perf_counter()
+        self._start, self._logs = time.perf_counter(), 0
 
     def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                logs: dict[str, float] | None = None, **kwargs: Any) -> None:
-        if state.is_world_process_zero and logs and "loss" in logs:
+        if not (state.is_world_process_zero and logs and "loss" in logs):
+            return
+        self._logs += 1
+        every = max(1, math.ceil(args.num_train_epochs / self.lines))
+        last = state.global_step >= state.max_steps
+        if self._logs % every == 0 or last:
             print(f"{self.label}: epoch {state.epoch or 0:.3g}/{args.num_train_epochs:.3g}"
                   f"  loss {logs['loss']:.3f}  {time.perf_counter() - self._start:.0f} s",
                   flush=True)
+
+
+class AnswerOnlyTrainer(Trainer):
+    """`Trainer` whose loss is the answer tokens' mean NLL, with logits for the answers only.
+
+    Same loss as the model's own (`losses.nll_loss`: mean over the micro-batch's answer
+    tokens), without computing the LM head over the prompt (`losses.answer_logits`).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # A per-micro-batch mean: the Trainer divides it by the accumulation steps.
+        self.model_accepts_loss_kwargs = False
+
+    def compute_loss(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor],
+                     return_outputs: bool = False, num_items_in_batch: Any = None
+                     ) -> torch.Tensor | tuple[torch.Tensor, Any]:
+        """NLL over the answer tokens (labels -100 elsewhere)."""
+        logits, labels = answer_logits(model, inputs)
+        loss = nll_loss(logits, labels)
+        return (loss, {"logits": logits}) if return_outputs else loss
 
 
 def finetune(model: PreTrainedModel, tokenizer: Tokenizer, dataset: datasets.Dataset,
@@ -108,10 +136,11 @@ def finetune(model: PreTrainedModel, tokenizer: Tokenizer, dataset: datasets.Dat
 
     `progress` labels the `EpochProgress` lines that replace the Trainer's raw log dicts.
     """
-    trainer = Trainer(model=model, args=args, train_dataset=encode_dataset(dataset, tokenizer),
-                      data_collator=ChatCollator(tokenizer))
+    trainer = AnswerOnlyTrainer(model=model, args=args,
+                                train_dataset=encode_dataset(dataset, tokenizer),
+                                data_collator=ChatCollator(tokenizer))
+    trainer.remove_callback(PrinterCallback)  # the raw log dicts
     if progress is not None:
-        trainer.remove_callback(PrinterCallback)
         trainer.add_callback(EpochProgress(progress))
     trainer.train()
     return trainer.state.log_history

@@ -1,11 +1,11 @@
-"""Greedy answers to TOFU questions and their ROUGE against the gold answers.
+"""Answers to TOFU questions (greedy, or sampled) and their ROUGE against the gold answers.
 
 Prompts are the chat of SPEC section 3 up to the assistant header, left-padded so every row
-ends where generation starts (`formatting.generation_batch`). Decoding is greedy, stops at
-<|eot_id|>, and the texts are decoded as open-unlearning decodes them (special tokens
-skipped, tokenisation spaces cleaned up, stripped), so a logged ``generation`` and
-``ground_truth`` read exactly like the published ones (e.g. "Mammadov , is" becomes
-"Mammadov, is" in both).
+ends where generation starts (`formatting.generation_batch`). Decoding is greedy unless
+sampling is asked for (the leak audit's best-of-N probes), stops at <|eot_id|>, and the
+texts are decoded as open-unlearning decodes them (special tokens skipped, tokenisation
+spaces cleaned up, stripped), so a logged ``generation`` and ``ground_truth`` read exactly
+like the published ones (e.g. "Mammadov , is" becomes "Mammadov, is" in both).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -47,20 +48,36 @@ def generate_answers(
     max_new_tokens: int,
     batch_size: int = 32,
     progress: bool = False,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    seed: int | None = None,
 ) -> list[str]:
-    """Greedy answers (no sampling) to each question, cut at the end-of-turn token.
+    """One answer to each question, cut at the end-of-turn token: greedy unless `do_sample`.
 
     Questions are batched longest first (less padding) and the answers returned in input
-    order.
+    order. With `do_sample` each answer is drawn at `temperature` from the nucleus `top_p`
+    (no top-k cut-off); `torch.manual_seed(seed)` is set once before the batches when a seed
+    is given. The batch order depends only on the questions, so the same seed, questions and
+    batch size give the same samples.
     """
     if not questions:
         raise ValueError("no questions to answer: the split is empty")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+    if do_sample and (temperature <= 0 or not 0 < top_p <= 1):
+        raise ValueError(f"sampling needs temperature > 0 and top_p in (0, 1], got "
+                         f"temperature={temperature} and top_p={top_p}; for greedy answers "
+                         "leave do_sample=False.")
+    decoding: dict[str, Any] = (
+        {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0}
+        if do_sample else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None})
     device = model_device(model)
     eot = tokenizer.eos_token_id
     order = sorted(range(len(questions)), key=lambda i: -len(questions[i]))
     answers: list[str] = [""] * len(questions)
+    if do_sample and seed is not None:
+        torch.manual_seed(seed)
     with inference_mode(model), tqdm(total=len(questions), desc="generating", disable=not progress,
                                  leave=False) as bar:
         for start in range(0, len(order), batch_size):
@@ -69,9 +86,8 @@ def generate_answers(
             output = model.generate(
                 input_ids=inputs["input_ids"].to(device),
                 attention_mask=inputs["attention_mask"].to(device),
-                do_sample=False, num_beams=1, max_new_tokens=max_new_tokens,
-                eos_token_id=eot, pad_token_id=pad_id(tokenizer),
-                temperature=None, top_p=None, top_k=None,
+                num_beams=1, max_new_tokens=max_new_tokens, eos_token_id=eot,
+                pad_token_id=pad_id(tokenizer), **decoding,
             )
             new_tokens = output[:, inputs["input_ids"].shape[1]:].tolist()
             for position, ids in zip(batch, new_tokens, strict=True):

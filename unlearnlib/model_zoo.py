@@ -21,24 +21,31 @@ they are; `finetune_from_base` makes them from a base model id instead.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import io
 import json
+import multiprocessing
 import os
+import queue
 import shutil
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import datasets
 import torch
+import transformers
+from peft import PeftModel
 from transformers import PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
 import unlearnlib
 from unlearnlib.data import RETAIN_OF_FORGET, load_tofu, resolve_source
 from unlearnlib.finetune import finetune, training_arguments
-from unlearnlib.models import load_model, load_tokenizer, save_model
+from unlearnlib.models import load_model, load_tokenizer, save_model, torch_threads
 from unlearnlib.paths import PACKAGE_DIR, artifacts_dir
 from unlearnlib.profiles import Profile, get_profile, resolve_device, resolve_dtype
 from unlearnlib.tiny import build_model, build_tokenizer
@@ -49,7 +56,12 @@ ROLES: tuple[str, ...] = ("base", "full", "retain")
 BUILD_RECORD = "build.json"
 WEIGHTS = "model.safetensors"
 #: Modules whose code shapes the trained weights: editing them invalidates the cache.
-_TRAINING_CODE = ("tiny.py", "formatting.py", "finetune.py")
+_TRAINING_CODE = ("tiny.py", "formatting.py", "losses.py", "finetune.py")
+_UNLEARNING_CODE = (*_TRAINING_CODE, "unlearn.py")
+#: The profile fields that shape an unlearned model.
+_UNLEARNING_FIELDS = ("unlearn_epochs", "learning_rate", "train_batch_size",
+                      "gradient_accumulation_steps", "seed", "precision", "use_lora", "lora_rank",
+                      "lora_alpha", "lora_target_modules")
 
 
 @dataclass(frozen=True)
@@ -57,7 +69,7 @@ class TinyRecipe:
     """How the tiny models are trained, beyond the profile's batch size, epochs and seed."""
 
     #: Peak learning rate of the fine-tunes (linear warm-up, then linear decay to 0).
-    learning_rate: float = 3e-3
+    learning_rate: float = 2e-3
     #: Share of the steps spent warming up.
     warmup: float = 0.05
     #: Epochs of the base model on `general_knowledge` (120 rows: cheap).
@@ -91,9 +103,9 @@ def _data_checksum(profile: Profile) -> str:
     return digest.hexdigest()
 
 
-def _code_version() -> str:
+def _code_version(files: tuple[str, ...] = _TRAINING_CODE) -> str:
     digest = hashlib.sha256(unlearnlib.__version__.encode())
-    for name in _TRAINING_CODE:
+    for name in files:
         digest.update((PACKAGE_DIR / name).read_bytes())
     return digest.hexdigest()[:16]
 
@@ -170,8 +182,9 @@ def _train_tiny(profile: Profile, role: str, recipe: TinyRecipe, verbose: bool
     args = training_arguments(profile, artifacts_dir("runs", f"tiny-{role}"),
                               num_train_epochs=epochs, learning_rate=recipe.learning_rate,
                               warmup_ratio=recipe.warmup)
-    log = finetune(model, tokenizer, _training_rows(profile, role, recipe), args,
-                   progress=f"tiny {role}" if verbose else None)
+    with torch_threads(1):
+        log = finetune(model, tokenizer, _training_rows(profile, role, recipe), args,
+                       progress=f"tiny {role}" if verbose else None)
     return model.eval(), tokenizer, log
 
 
@@ -193,10 +206,16 @@ def ensure_tiny_model(profile: Profile | str = "tiny", role: str = "full",
             print(f"tiny {role}: cached model at {folder} is incomplete or corrupt; rebuilding")
         shutil.rmtree(folder)
     model, tokenizer, log = _train_tiny(profile, role, recipe, verbose)
+    return _save_complete(model, tokenizer, folder, build_config(profile, role, recipe), log)
+
+
+def _save_complete(model: PreTrainedModel, tokenizer: Tokenizer, folder: Path, config: dict,
+                   log: list[dict[str, float]]) -> Path:
+    """Save under a temporary name, record the config and weights' hash, rename when complete."""
     partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
     save_model(model, tokenizer, partial)
     losses = [entry["loss"] for entry in log if "loss" in entry]
-    record = {**build_config(profile, role, recipe), "final_train_loss": losses[-1],
+    record = {**config, "final_train_loss": losses[-1] if losses else None,
               "weights_sha256": _sha256(partial / WEIGHTS)}
     (partial / BUILD_RECORD).write_text(json.dumps(record, indent=2))
     try:
@@ -208,11 +227,100 @@ def ensure_tiny_model(profile: Profile | str = "tiny", role: str = "full",
     return folder
 
 
+class _LineQueue(io.TextIOBase):
+    """A worker's stdout: each complete line goes to the parent through a queue."""
+
+    def __init__(self, lines: Any):
+        self.lines, self.buffer = lines, ""
+
+    def write(self, text: str) -> int:
+        self.buffer += text
+        *complete, self.buffer = self.buffer.split("\n")
+        for line in complete:
+            self.lines.put(line)
+        return len(text)
+
+
+def _ensure_in_worker(profile: Profile, role: str, recipe: TinyRecipe, lines: Any) -> Path:
+    transformers.utils.logging.disable_progress_bar()  # the worker's stderr goes nowhere useful
+    if lines is None:
+        return ensure_tiny_model(profile, role, recipe, verbose=False)
+    with contextlib.redirect_stdout(_LineQueue(lines)):
+        return ensure_tiny_model(profile, role, recipe, verbose=True)
+
+
 def build_tiny_models(profile: Profile | str = "tiny", recipe: TinyRecipe | None = None,
-                      verbose: bool = True) -> dict[str, Path]:
-    """Base, full and retain tiny models (cached), as {role: folder}."""
+                      verbose: bool = True, jobs: int | None = None) -> dict[str, Path]:
+    """Base, full and retain tiny models (cached), as {role: folder}.
+
+    After base, full and retain train side by side in `jobs` processes (default: 2 when the
+    machine has 2 cores or more), one torch thread each, as every tiny model trains (so the
+    weights do not depend on the machine). Their progress lines are printed here, so they
+    show in a notebook's cell.
+    """
     profile = get_profile(profile) if isinstance(profile, str) else profile
-    return {role: ensure_tiny_model(profile, role, recipe, verbose) for role in ROLES}
+    recipe = recipe or TINY_RECIPE
+    folders = {"base": ensure_tiny_model(profile, "base", recipe, verbose)}
+    missing = [role for role in ("full", "retain") if not is_complete(
+        tiny_model_dir(profile, role, recipe))]
+    jobs = min(2, os.cpu_count() or 1) if jobs is None else jobs
+    if jobs < 2 or len(missing) < 2:
+        return {role: ensure_tiny_model(profile, role, recipe, verbose) for role in ROLES}
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        lines = manager.Queue() if verbose else None
+        futures = {role: pool.submit(_ensure_in_worker, profile, role, recipe, lines)
+                   for role in missing}
+        while lines is not None and not all(f.done() for f in futures.values()):
+            with contextlib.suppress(queue.Empty):
+                print(lines.get(timeout=0.2), flush=True)
+        while lines is not None and not lines.empty():
+            print(lines.get(), flush=True)
+        folders.update({role: future.result() for role, future in futures.items()})
+    return {role: folders[role] for role in ROLES}
+
+
+def unlearned_config(profile: Profile, method: str = "npo") -> dict:
+    """Everything that shapes the course's unlearned model: the input of its cache key."""
+    from unlearnlib.unlearn import objective
+
+    full = profile.full_model
+    return {
+        "method": dataclasses.asdict(objective(method)),
+        "full_model": cache_key(profile, "full") if full == "tiny" else str(full),
+        "forget_split": profile.forget_split,
+        "data_checksum": _data_checksum(profile),
+        "code_version": _code_version(_UNLEARNING_CODE),
+        **{name: getattr(profile, name) for name in _UNLEARNING_FIELDS},
+    }
+
+
+def ensure_unlearned(profile: Profile | str = "tiny", method: str = "npo",
+                     verbose: bool = True) -> Path:
+    """The folder of the profile's model unlearned with `method` (published defaults, the
+    profile's epochs and lr), trained first if missing or corrupt: notebook 04 trains it,
+    05 to 07 read it. LoRA adapters are merged into the saved weights.
+    """
+    from unlearnlib.unlearn import training_dtype, unlearn
+
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    config = unlearned_config(profile, method)
+    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    name = "tiny" if profile.full_model == "tiny" else Path(profile.full_model).name
+    folder = artifacts_dir("models") / f"{name}-{method}-{key}"
+    if is_complete(folder):
+        return folder
+    if folder.exists():
+        shutil.rmtree(folder)
+    forget = load_tofu(profile.forget_split, profile.data_source)
+    retain = load_tofu(RETAIN_OF_FORGET[profile.forget_split], profile.data_source)
+    model, tokenizer = load_zoo_model(profile, "full", dtype=training_dtype(profile))
+    trainer = unlearn(model, tokenizer, forget, retain, profile,
+                      artifacts_dir("runs", folder.name), method=method, progress=verbose)
+    unlearned = trainer.model
+    if isinstance(unlearned, PeftModel):
+        unlearned = unlearned.merge_and_unload()
+    return _save_complete(unlearned, tokenizer, folder, config, trainer.state.log_history)
 
 
 def model_source(profile: Profile | str, role: str) -> str | Path:
@@ -222,6 +330,15 @@ def model_source(profile: Profile | str, role: str) -> str | Path:
         raise ValueError(f"role must be 'full' or 'retain', not {role!r}.")
     name = profile.full_model if role == "full" else profile.retain_model
     return ensure_tiny_model(profile, role) if name == "tiny" else name
+
+
+def model_sources(profile: Profile | str, verbose: bool = True) -> dict[str, str | Path]:
+    """The "full" and "retain" models' Hub ids or folders; tiny ones are built first, side by
+    side (`build_tiny_models`), which is faster than `model_source` one role at a time."""
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    if "tiny" in (profile.full_model, profile.retain_model):
+        build_tiny_models(profile, verbose=verbose)
+    return {role: model_source(profile, role) for role in ("full", "retain")}
 
 
 def load_zoo_model(profile: Profile | str, role: str, dtype: torch.dtype | None = None,

@@ -104,3 +104,18 @@ def inference_mode(model: torch.nn.Module) -> Iterator[None]:
 def model_device(model: torch.nn.Module) -> torch.device:
     """The device of a model's (first) parameters."""
     return next(model.parameters()).device
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block on `count` torch threads, then restore the previous number.
+
+    The tiny models train on one thread: a second gains little at their size, and a fixed
+    count keeps the trained weights the same on every machine.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

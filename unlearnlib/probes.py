@@ -39,18 +39,17 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pandas as pd
-import torch
 from peft import LoraConfig, get_peft_model
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from unlearnlib.data import TofuSource, author_ids, load_tofu
 from unlearnlib.finetune import finetune, training_arguments
-from unlearnlib.formatting import generation_batch, pad_id, render_chat
-from unlearnlib.generation import decode_text, generate_answers
+from unlearnlib.formatting import render_chat
+from unlearnlib.generation import generate_answers
 from unlearnlib.key_spans import key_spans_for
 from unlearnlib.likelihood import score_answers
 from unlearnlib.logit_lens import logit_lens_ranks
-from unlearnlib.models import inference_mode, model_device
+from unlearnlib.models import inference_mode
 from unlearnlib.profiles import Profile
 from unlearnlib.quantize import fake_quantized_copy
 from unlearnlib.recall import RECORD_COLUMNS, contains_span, recalls
@@ -71,7 +70,6 @@ __all__ = [
     "multiple_choice_prompt",
     "quantised_probes",
     "relearn_probes",
-    "sample_answers",
     "split_authors",
 ]
 
@@ -225,35 +223,6 @@ def format_shift_probes(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
 # --------------------------------------------------------------------------- 3. best of N
 
 
-def sample_answers(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-                   questions: Sequence[str], *, seed: int, temperature: float, top_p: float,
-                   max_new_tokens: int, batch_size: int = 32) -> list[str]:
-    """One sampled answer per question (temperature, nucleus top-p, no top-k cut-off).
-
-    `torch.manual_seed(seed)` is set once before the batches, which run in input order, so
-    the same seed, questions and batch size give the same answers.
-    """
-    if temperature <= 0 or not 0 < top_p <= 1:
-        raise ValueError(f"temperature must be > 0 and top_p in (0, 1], got {temperature} and "
-                         f"{top_p}; for greedy answers use generation.generate_answers.")
-    device, eot = model_device(model), tokenizer.eos_token_id
-    torch.manual_seed(seed)
-    answers: list[str] = []
-    with inference_mode(model):
-        for start in range(0, len(questions), batch_size):
-            inputs = generation_batch(tokenizer, questions[start:start + batch_size])
-            output = model.generate(
-                input_ids=inputs["input_ids"].to(device),
-                attention_mask=inputs["attention_mask"].to(device),
-                do_sample=True, temperature=temperature, top_p=top_p, top_k=0, num_beams=1,
-                max_new_tokens=max_new_tokens, eos_token_id=eot, pad_token_id=pad_id(tokenizer),
-            )
-            for ids in output[:, inputs["input_ids"].shape[1]:].tolist():
-                ids = ids[:ids.index(eot)] if eot in ids else ids
-                answers.append(decode_text(tokenizer, ids).strip())
-    return answers
-
-
 def best_of_n_probes(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                      facts: pd.DataFrame, *, model_name: str, n_samples: int, seed: int,
                      temperature: float = 1.0, top_p: float = 0.95, max_new_tokens: int,
@@ -269,9 +238,9 @@ def best_of_n_probes(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     chats = _chats(tokenizer, questions)
     frames = []
     for i in range(n_samples):
-        answers = sample_answers(model, tokenizer, questions, seed=seed + i,
-                                 temperature=temperature, top_p=top_p,
-                                 max_new_tokens=max_new_tokens, batch_size=batch_size)
+        answers = generate_answers(model, tokenizer, questions, max_new_tokens=max_new_tokens,
+                                   batch_size=batch_size, do_sample=True, seed=seed + i,
+                                   temperature=temperature, top_p=top_p)
         frames.append(_records(facts, model_name=model_name, family="best_of_n", probe="sample",
                                prompts=chats, generations=answers, seed=seed + i))
     return pd.concat(frames, ignore_index=True)

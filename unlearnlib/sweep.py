@@ -3,12 +3,14 @@
 A grid is a YAML mapping of notebook parameters to lists of values (a scalar is a list of
 one); its points are the product of the lists, in the file's order. Each point runs the
 packaged notebook `templates/sweep_point.ipynb` (unlearn from the cached full model,
-evaluate against the cached retain model) in its own folder ``OUT/<point-id>/``, which ends
-up with the executed notebook, ``parameters.json``, ``results.json`` and the checkpoint.
+evaluate against the cached retain model; or a dedicated `template`) in its own folder
+``OUT/<point-id>/``, which ends up with the executed notebook, ``parameters.json``,
+``results.json`` and the checkpoint.
 
 * resumable: a point whose results.json is complete is skipped; any other is redone;
 * ``jobs``: points run in parallel processes, each kernel limited to
-  ``cpu_count // jobs`` threads (OMP_NUM_THREADS), so two jobs on two cores do not fight;
+  ``cpu_count // jobs`` threads (OMP_NUM_THREADS, and never more than the caller's own
+  OMP_NUM_THREADS), so two jobs on two cores do not fight; one job runs in this process;
 * ``shard=(i, n)``: point k belongs to shard ``k mod n`` (i = 0 .. n-1), so n machines
   cover the grid exactly once.
 
@@ -19,6 +21,7 @@ draws a heatmap and records the rank-1 point in ``OUT/selection.json`` for the m
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import hashlib
 import itertools
 import json
@@ -33,7 +36,12 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from unlearnlib.course import KERNEL_NAME, _environment, course_environment
+from unlearnlib.course import (
+    KERNEL_ARGUMENTS,
+    KERNEL_NAME,
+    course_environment,
+    temporary_environment,
+)
 from unlearnlib.paths import PACKAGE_DIR
 from unlearnlib.profiles import Profile, get_profile
 
@@ -233,10 +241,11 @@ def run_point(point: Mapping[str, Any], profile: str, out: str | Path, threads: 
            "MKL_NUM_THREADS": str(threads)}
     start = time.perf_counter()
     try:
-        with _environment(env):
+        with temporary_environment(env):
             papermill.execute_notebook(str(template), str(folder / NOTEBOOK_FILE),
                                        parameters=parameters, kernel_name=KERNEL_NAME,
-                                       progress_bar=False, cwd=str(folder))
+                                       progress_bar=False, cwd=str(folder),
+                                       extra_arguments=list(KERNEL_ARGUMENTS))
     except Exception as error:  # recorded: the sweep goes on with the other points
         return PointRun(name, "failed", round(time.perf_counter() - start, 1),
                         f"{type(error).__name__}: {error}"[:500])
@@ -246,13 +255,23 @@ def run_point(point: Mapping[str, Any], profile: str, out: str | Path, threads: 
     return PointRun(name, "ran", seconds)
 
 
+def _kernel_threads(jobs: int) -> int:
+    """Threads per point's kernel: the cores shared among `jobs`, at most the caller's
+    OMP_NUM_THREADS (on a machine shared with other work, more threads spin-wait)."""
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    ceiling = os.environ.get("OMP_NUM_THREADS", "")
+    return min(threads, int(ceiling)) if ceiling.isdigit() and int(ceiling) > 0 else threads
+
+
 def run_sweep(grid: Mapping[str, Sequence[Any]] | str | Path, profile: str = "tiny",
               out: str | Path = "runs", jobs: int = 1, shard: tuple[int, int] = (0, 1),
-              extra: Mapping[str, Any] | None = None, verbose: bool = True) -> list[PointRun]:
+              extra: Mapping[str, Any] | None = None, verbose: bool = True,
+              template: str | Path = TEMPLATE) -> list[PointRun]:
     """Run this shard's grid points (skipping finished ones), `jobs` at a time.
 
-    `grid` is a YAML path or {parameter: [values]}. Returns one `PointRun` per point of
-    the shard, in grid order.
+    `grid` is a YAML path or {parameter: [values]}; `template` is the notebook each point
+    runs (a dedicated one must write a complete results.json). Returns one `PointRun` per
+    point of the shard, in grid order.
     """
     get_profile(profile)  # an unknown or unavailable profile fails before any notebook
     grid = load_grid(grid) if isinstance(grid, str | Path) else grid
@@ -263,16 +282,22 @@ def run_sweep(grid: Mapping[str, Sequence[Any]] | str | Path, profile: str = "ti
     Path(out).mkdir(parents=True, exist_ok=True)
     pending = [p for p in points if load_results(Path(out) / point_id(p)) is None]
     jobs = max(1, min(jobs, len(pending)))
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = _kernel_threads(jobs)
     start = time.perf_counter()
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
-        futures = {point_id(p): pool.submit(run_point, p, profile, str(out), threads, extra)
-                   for p in pending}
+    waiting = {point_id(p) for p in pending}
+    with contextlib.ExitStack() as stack:
+        if jobs == 1:  # no worker process to start: it would import torch and papermill again
+            finished = (run_point(p, profile, str(out), threads, extra, template)
+                        for p in pending)
+        else:
+            pool = stack.enter_context(concurrent.futures.ProcessPoolExecutor(
+                jobs, mp_context=multiprocessing.get_context("spawn")))
+            futures = [pool.submit(run_point, p, profile, str(out), threads, extra, template)
+                       for p in pending]
+            finished = (future.result() for future in futures)
         runs = []
-        for name in ids:
-            runs.append(futures[name].result() if name in futures
-                        else PointRun(name, "skipped", 0.0))
+        for name in ids:  # pending keeps grid order, so `finished` yields in this order
+            runs.append(next(finished) if name in waiting else PointRun(name, "skipped", 0.0))
             if verbose:
                 run = runs[-1]
                 print(f"{run.status:>7} {run.point} ({run.seconds:.0f} s)"

@@ -18,6 +18,7 @@ a 1B model in bf16):
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,6 +30,7 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import (
     PreTrainedModel,
+    PrinterCallback,
     Trainer,
     TrainerCallback,
     TrainerControl,
@@ -37,10 +39,11 @@ from transformers import (
 )
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
-from unlearnlib.finetune import encode_dataset, training_arguments
+from unlearnlib.finetune import EpochProgress, encode_dataset, training_arguments
 from unlearnlib.formatting import ChatCollator
 from unlearnlib.losses import (
     answer_lengths,
+    answer_logits,
     gradient_ascent_loss,
     nll_loss,
     npo_loss,
@@ -165,10 +168,6 @@ class _PairingEpoch(TrainerCallback):
         self.dataset.set_epoch(int(state.epoch or 0))
 
 
-def _logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-
-
 @torch.no_grad()
 def forget_log_probs(model: torch.nn.Module, dataset: ForgetRetainDataset, collator: PairCollator,
                      batch_size: int = 32, device: torch.device | str = "cpu",
@@ -183,7 +182,7 @@ def forget_log_probs(model: torch.nn.Module, dataset: ForgetRetainDataset, colla
         batch = collator.chat(dataset.forget[start:start + batch_size])
         batch = {k: v.to(device) for k, v in batch.items()}
         with context():
-            values.append(sequence_log_prob(_logits(model, batch), batch["labels"]).float())
+            values.append(sequence_log_prob(*answer_logits(model, batch)).float())
     model.train(was_training)
     return torch.cat(values)
 
@@ -229,20 +228,19 @@ class UnlearnTrainer(Trainer):
                      ) -> torch.Tensor | tuple[torch.Tensor, Any]:
         """total = gamma * L_forget + alpha * NLL(retain); see `unlearnlib.losses`."""
         obj = self.objective
-        forget = inputs["forget"]
-        logits = _logits(model, forget)
+        logits, labels = answer_logits(model, inputs["forget"])
         if obj.method in ("ga", "graddiff"):
-            forget_term = gradient_ascent_loss(nll_loss(logits, forget["labels"]))
+            forget_term = gradient_ascent_loss(nll_loss(logits, labels))
         elif obj.method == "npo":
-            log_pi = sequence_log_prob(logits, forget["labels"])
+            log_pi = sequence_log_prob(logits, labels)
             forget_term = npo_loss(log_pi, self._reference_log_pi(model, inputs), obj.beta)
         else:
-            forget_term = simnpo_loss(sequence_log_prob(logits, forget["labels"]),
-                                      answer_lengths(forget["labels"]), obj.beta, obj.delta)
+            forget_term = simnpo_loss(sequence_log_prob(logits, labels), answer_lengths(labels),
+                                      obj.beta, obj.delta)
         loss = obj.gamma * forget_term
         self._record("forget_loss", forget_term)
         if obj.uses_retain:
-            retain_nll = nll_loss(_logits(model, inputs["retain"]), inputs["retain"]["labels"])
+            retain_nll = nll_loss(*answer_logits(model, inputs["retain"]))
             loss = loss + obj.alpha * retain_nll
             self._record("retain_nll", retain_nll)
         return (loss, {"logits": logits}) if return_outputs else loss
@@ -253,10 +251,10 @@ class UnlearnTrainer(Trainer):
             return self.reference_log_probs.to(forget["labels"].device)[inputs["index"]]
         with torch.no_grad(), self.accelerator.autocast():
             if self.reference_model is not None:
-                return sequence_log_prob(_logits(self.reference_model, forget), forget["labels"])
+                return sequence_log_prob(*answer_logits(self.reference_model, forget))
             peft_model = self.accelerator.unwrap_model(model)
             with peft_model.disable_adapter():
-                return sequence_log_prob(_logits(peft_model, forget), forget["labels"])
+                return sequence_log_prob(*answer_logits(peft_model, forget))
 
     def _record(self, name: str, value: torch.Tensor) -> None:
         self._terms.setdefault(name, []).append(value.detach().float())
@@ -314,7 +312,10 @@ def prepare_model(model: PreTrainedModel, profile: Profile) -> PreTrainedModel |
     config = LoraConfig(r=profile.lora_rank, lora_alpha=profile.lora_alpha,
                         target_modules=list(profile.lora_target_modules), lora_dropout=0.0,
                         bias="none", task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():  # peft reads transformers 5's deprecated property
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
+                                category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 def unlearning_arguments(profile: Profile, output_dir: str | Path, n_forget: int,
@@ -343,7 +344,7 @@ def unlearn(model: PreTrainedModel, tokenizer: Tokenizer, forget: datasets.Datas
             method: str | Objective = "npo", *, save_steps: int | None = None,
             callbacks: Sequence[TrainerCallback] = (),
             resume_from_checkpoint: str | bool | None = None,
-            reference_model: torch.nn.Module | None = None,
+            reference_model: torch.nn.Module | None = None, progress: bool = True,
             **training_overrides: Any) -> UnlearnTrainer:
     """Unlearn `forget` from `model` (paired with `retain`) and return the trained Trainer.
 
@@ -351,6 +352,7 @@ def unlearn(model: PreTrainedModel, tokenizer: Tokenizer, forget: datasets.Datas
     `Objective`. The profile decides LoRA or full fine-tuning, precision, batch sizes, epochs
     and lr; `training_overrides` go to `TrainingArguments` (e.g. num_train_epochs, max_steps).
     The trained model is `trainer.model` (a `PeftModel` under LoRA; see `save_trained`).
+    `progress` prints one line per log (epoch, loss, seconds) instead of the raw log dicts.
     """
     goal = method if isinstance(method, Objective) else objective(method)
     model = prepare_model(model, profile)
@@ -360,6 +362,9 @@ def unlearn(model: PreTrainedModel, tokenizer: Tokenizer, forget: datasets.Datas
                                 **training_overrides)
     trainer = UnlearnTrainer(model, args, pairs, tokenizer, goal,
                              reference_model=reference_model, callbacks=list(callbacks))
+    trainer.remove_callback(PrinterCallback)
+    if progress:
+        trainer.add_callback(EpochProgress(goal.method))
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     return trainer
 
