@@ -135,3 +135,14 @@ def test_cli_prints_both_profiles(capsys):
     assert main(["memory", "--profile", "gpu-full", "--markdown"]) == 0
     out = capsys.readouterr().out
     assert "colab-t4" not in out and "| evaluate (02, 05) | generate |" in out
+
+
+def test_cli_stops_quietly_when_the_reader_closes_the_pipe(monkeypatch):
+    import sys
+
+    def closed_pipe(*args, **kwargs):
+        raise BrokenPipeError(32, "Broken pipe")  # what `unlearnlib memory | head` meets
+
+    monkeypatch.setattr("unlearnlib.memory.course_memory_table", closed_pipe)
+    monkeypatch.setattr(sys, "stdout", sys.stdout)  # restored after main() drops it
+    assert main(["memory"]) == 0

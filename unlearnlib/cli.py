@@ -414,6 +414,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
+    except BrokenPipeError:  # e.g. `unlearnlib memory | head`: the reader has what it wanted
+        sys.stdout = None  # nothing more can be written, not even the interpreter's flush
+        return 0
     except (ValueError, KeyError, FileNotFoundError, ConnectionError, RuntimeError) as error:
         print(f"unlearnlib: error: {error}", file=sys.stderr)
         return 2

@@ -34,9 +34,10 @@ if TYPE_CHECKING:  # nbformat's import costs seconds, paid only by the runner, n
 GITHUB_REPO = "unlearnlib-course/unlearnlib"
 #: The kernel papermill and nbval start; `make install` registers the venv's as `python3`.
 KERNEL_NAME = "python3"
-#: Batch kernels log errors only: ipykernel 7 otherwise warns on every start that its local
-#: TCP sockets are unencrypted, a line that lands in the runner's (or a sweep cell's) output.
-KERNEL_ARGUMENTS = ("--IPKernelApp.log_level=ERROR",)
+#: Batch kernels keep their own log quiet: ipykernel 7 warns on every start that its local
+#: TCP sockets are unencrypted and logs the interrupt papermill may send at shutdown, lines
+#: that land in the runner's (or a sweep cell's) output. A failing cell is still reported.
+KERNEL_ARGUMENTS = ("--IPKernelApp.log_level=CRITICAL",)
 #: "0" turns off the progress bars of datasets, transformers and huggingface_hub.
 PROGRESS_ENV = "UNLEARNLIB_PROGRESS_BARS"
 #: papermill writes this tag on the cell it injects after the `parameters` cell.
