@@ -65,6 +65,7 @@ def test_records_cover_every_family_and_model_with_paired_probes(audit, facts) -
     on_disk = load_records(audit.paths["records"])
     pd.testing.assert_frame_equal(on_disk, records, check_dtype=False)
     assert pd.read_csv(audit.paths["table"]).shape == audit.table.shape
+    assert audit.paths["figure"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_leak_table_calibrates_by_the_retain_model(audit, facts) -> None:

@@ -67,7 +67,7 @@ def test_audit_writes_the_files_and_prints_the_leak_table(micro, tmp_path, capsy
 @pytest.mark.parametrize(("setup", "arguments", "message"), [
     ("missing", [], "does not exist"),
     ("empty", [], "has no model.safetensors"),
-    ("model", ["--families", "direct,psychic"], "Valid families: " + ", ".join(FAMILIES)),
+    ("model", ["--families", "direct,psychic"], "choose from " + ", ".join(FAMILIES)),
     ("model", ["-p", "n_sample", "4"], "Valid keys: n_samples"),
     ("model", ["--model-name", "retain"], "taken by the profile's retain model"),
 ])

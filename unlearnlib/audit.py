@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.axes import Axes
 from tqdm.auto import tqdm
@@ -53,6 +54,7 @@ __all__ = [
     "AuditResult",
     "AuditSettings",
     "audit_settings",
+    "check_families",
     "load_records",
     "membership_inference",
     "run_audit",
@@ -64,6 +66,7 @@ FAMILIES: tuple[str, ...] = ("direct", "format_shift", "best_of_n", "context", "
 RECORDS_FILE = "audit_records.jsonl"
 TABLE_FILE = "leak_table.csv"
 MEMBERSHIP_FILE = "membership.csv"
+FIGURE_FILE = "leak_rates.png"
 
 ModelPair = tuple[PreTrainedModel, PreTrainedTokenizerBase]
 
@@ -197,6 +200,13 @@ def _probe_family(family: str, model: PreTrainedModel, tokenizer: PreTrainedToke
     raise ValueError(f"Unknown probe family {family!r}. Valid families: {', '.join(FAMILIES)}.")
 
 
+def check_families(families: Sequence[str]) -> None:
+    """Raise, listing the valid ones, when `families` is empty or names an unknown family."""
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown or not families:
+        raise ValueError(f"Unknown probe families {unknown}; choose from {', '.join(FAMILIES)}.")
+
+
 def run_audit(
     models: Mapping[str, ModelPair],
     profile: Profile | str = "tiny",
@@ -221,15 +231,14 @@ def run_audit(
     ``max_new_tokens`` and the `AuditSettings` (`audit_settings(profile, **settings)`, e.g.
     ``n_samples=4``). `facts` restricts the audit to some forget facts (rows of
     `probes.forget_facts`). With `out_dir` the records (JSON lines), the leak table and the
-    membership table are written there. `membership=False` skips membership inference.
+    membership table are written there, with the per-family figure (`FIGURE_FILE`).
+    `membership=False` skips membership inference.
     """
     profile = get_profile(profile)
     if retain_model not in models:
         raise ValueError(f"The retain model {retain_model!r} is not among the models "
                          f"{sorted(models)}: every probe must run on it too (novel recall).")
-    unknown = [f for f in families if f not in FAMILIES]
-    if unknown or not families:
-        raise ValueError(f"Unknown probe families {unknown}; choose from {', '.join(FAMILIES)}.")
+    check_families(families)
     forget_split = forget_split or profile.forget_split
     src = resolve_source(source if source is not None else profile.data_source)
     facts = probes.forget_facts(forget_split, src) if facts is None else facts
@@ -270,8 +279,11 @@ def _write(out_dir: str | Path, records: pd.DataFrame, table: pd.DataFrame,
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"records": folder / RECORDS_FILE, "table": folder / TABLE_FILE,
-             "membership": folder / MEMBERSHIP_FILE}
+             "membership": folder / MEMBERSHIP_FILE, "figure": folder / FIGURE_FILE}
     records.to_json(paths["records"], orient="records", lines=True, force_ascii=False)
     table.to_csv(paths["table"], index=False)
     membership.to_csv(paths["membership"], index=False)
+    figure = plot_leak_rates(table).figure
+    figure.savefig(paths["figure"], dpi=120, bbox_inches="tight")
+    plt.close(figure)
     return paths

@@ -169,9 +169,7 @@ _AUDIT_OPTIONS = ("seed", "batch_size", "max_new_tokens")
 def _audit(args: argparse.Namespace) -> int:
     import dataclasses
 
-    import matplotlib.pyplot as plt
-
-    from unlearnlib.audit import FAMILIES, AuditSettings, run_audit
+    from unlearnlib.audit import FAMILIES, AuditSettings, check_families, run_audit
     from unlearnlib.course import parse_parameter
     from unlearnlib.model_zoo import load_zoo_model
     from unlearnlib.models import load_model, load_tokenizer
@@ -189,10 +187,7 @@ def _audit(args: argparse.Namespace) -> int:
                                 "that `unlearnlib unlearn --out` wrote.")
     families = list(FAMILIES) if args.families is None else [
         f.strip() for f in args.families.split(",") if f.strip()]
-    unknown = [f for f in families if f not in FAMILIES]
-    if unknown or not families:
-        raise ValueError(f"Unknown probe families {unknown} in --families. "
-                         f"Valid families: {', '.join(FAMILIES)}.")
+    check_families(families)
     name = args.model_name or folder.resolve().name
     if name in ("full", "retain"):
         raise ValueError(f"--model-name {name!r} is taken by the profile's {name} model; "
@@ -209,11 +204,7 @@ def _audit(args: argparse.Namespace) -> int:
     models[name] = (load_model(folder, resolve_dtype(profile, device), device),
                     load_tokenizer(folder))
     result = run_audit(models, profile, families=families, out_dir=args.out, **options)
-    paths = dict(result.paths or {})
-    ax = result.plot()
-    paths["figure"] = Path(args.out) / "leak_rates.png"
-    ax.figure.savefig(paths["figure"], dpi=120, bbox_inches="tight")
-    plt.close(ax.figure)
+    paths = result.paths or {}
     for statistic in STATISTICS:
         print(f"{statistic} (95 % intervals in {paths['table'].name}):")
         print(result.estimates(statistic).round(3).to_string() + "\n")
