@@ -17,6 +17,14 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+def pytest_report_header() -> list[str]:
+    """One line at the top when ../shared is missing, instead of only one error per test."""
+    if (SHARED_TOFU / "full.json").is_file():
+        return []
+    return [f"The real TOFU copy is missing at {SHARED_TOFU}: the tests that read it or its "
+            "published eval logs will fail. CI lays ../shared beside the clone."]
+
+
 @pytest.fixture(scope="session")
 def tofu_dir() -> Path:
     """The real TOFU files (CI lays ../shared beside the clone)."""
@@ -31,6 +39,14 @@ def tiny_tokenizer():
     from unlearnlib.tiny import build_tokenizer
 
     return build_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def llama3_tokenizer():
+    """The real Llama-3 tokenizer, built once per session from the llama-models package."""
+    from unlearnlib.llama3_tokenizer import build_llama3_tokenizer
+
+    return build_llama3_tokenizer()
 
 
 @pytest.fixture(scope="session")
@@ -79,3 +95,48 @@ def small_tofu(tmp_path_factory) -> Path:
         keep = lines if file.name == "tofu_layout.json" else lines[:24]
         (folder / file.name).write_text("".join(keep))
     return folder
+
+
+@pytest.fixture(scope="session")
+def memorised_model(tmp_path_factory):
+    """Factory: a fresh tiny Llama (seed 0) trained on some facts' question-answer pairs
+    (40 epochs at lr 3e-3) until it knows them; returned in eval mode."""
+
+    def train(tokenizer, rows):
+        import datasets
+
+        from unlearnlib.finetune import finetune, training_arguments
+        from unlearnlib.profiles import get_profile
+        from unlearnlib.tiny import build_model
+
+        model = build_model(tokenizer, seed=0)
+        args = training_arguments(get_profile("tiny", train_batch_size=8),
+                                  tmp_path_factory.mktemp("train"), num_train_epochs=40,
+                                  learning_rate=3e-3, logging_strategy="no")
+        data = datasets.Dataset.from_pandas(rows[["question", "answer"]], preserve_index=False)
+        finetune(model, tokenizer, data, args)
+        return model.eval()
+
+    return train
+
+
+#: A one-layer Llama of width 16: tests of caching and plumbing, not of quality.
+MICRO_SIZE = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                  intermediate_size=32)
+
+
+@pytest.fixture()
+def micro(small_tofu):
+    """The tiny profile shrunk to a micro Llama trained one epoch on `small_tofu`."""
+    from unlearnlib.profiles import TinyModelSize, get_profile
+
+    return get_profile("tiny", tiny_model=TinyModelSize(**MICRO_SIZE), finetune_epochs=1,
+                       train_batch_size=8, data_source=str(small_tofu))
+
+
+@pytest.fixture()
+def quick_recipe():
+    """A tiny recipe whose base model trains one epoch."""
+    from unlearnlib.model_zoo import TinyRecipe
+
+    return TinyRecipe(base_epochs=1)

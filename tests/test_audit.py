@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import datasets
 import matplotlib
 import pandas as pd
 import pytest
@@ -15,11 +14,9 @@ from unlearnlib.audit import (
     load_records,
     run_audit,
 )
-from unlearnlib.finetune import finetune, training_arguments
 from unlearnlib.probes import forget_facts, split_authors
 from unlearnlib.profiles import get_profile
 from unlearnlib.recall import OVERALL, PAIR_COLUMNS, STATISTICS
-from unlearnlib.tiny import build_model
 
 matplotlib.use("Agg")
 
@@ -36,14 +33,9 @@ def facts() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def models(tiny_tokenizer, tiny_model, facts, tmp_path_factory):
-    full = build_model(tiny_tokenizer, seed=0)
-    rows = facts.loc[facts["author"] == LEARNT, ["question", "answer"]]
-    args = training_arguments(get_profile("tiny", train_batch_size=8),
-                              tmp_path_factory.mktemp("train"), num_train_epochs=40,
-                              learning_rate=3e-3, logging_strategy="no")
-    finetune(full, tiny_tokenizer, datasets.Dataset.from_pandas(rows, preserve_index=False), args)
-    return {"full": (full.eval(), tiny_tokenizer), "retain": (tiny_model, tiny_tokenizer)}
+def models(tiny_tokenizer, tiny_model, facts, memorised_model):
+    full = memorised_model(tiny_tokenizer, facts[facts["author"] == LEARNT])
+    return {"full": (full, tiny_tokenizer), "retain": (tiny_model, tiny_tokenizer)}
 
 
 @pytest.fixture(scope="module")

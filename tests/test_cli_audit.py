@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import matplotlib
@@ -11,8 +12,10 @@ import pytest
 from unlearnlib import model_zoo, profiles
 from unlearnlib.audit import FAMILIES, RECORDS_FILE, TABLE_FILE
 from unlearnlib.cli import main
+from unlearnlib.eval_logs import SUMMARY_FILENAME
 from unlearnlib.model_zoo import TinyRecipe, tiny_model_dir
 from unlearnlib.profiles import TinyModelSize, get_profile
+from unlearnlib.seed_card import CARD_COLUMNS, SEED_CARD_FILE, VIEWS
 
 matplotlib.use("Agg")
 
@@ -41,6 +44,8 @@ def micro(small_tofu, tmp_path, monkeypatch):
 def test_audit_writes_the_files_and_prints_the_leak_table(micro, tmp_path, capsys) -> None:
     audited = tmp_path / "runs" / "npo"  # stands in for an unlearned model: a copy of full
     shutil.copytree(model_zoo.model_source(micro, "full"), audited)
+    (audited / SUMMARY_FILENAME).write_text(json.dumps({"forget_quality": 6.4e-10,
+                                                        "model_utility": 0.81}))
     out = audited / "audit"
     code = main(["audit", "--profile", "tiny", "--model", str(audited), "--out", str(out),
                  "--families", ",".join(CHEAP), "-p", "n_bootstrap", "50"])
@@ -62,6 +67,11 @@ def test_audit_writes_the_files_and_prints_the_leak_table(micro, tmp_path, capsy
     assert "novel_recall_leak" in printed and "npo" in printed
     assert str(out / TABLE_FILE) in printed
     assert tiny_model_dir(micro, "retain").is_dir()  # the zoo went to UNLEARNLIB_HOME
+    card = pd.read_csv(out / SEED_CARD_FILE, index_col=0)
+    assert list(card.columns) == [*CARD_COLUMNS, "full", "retain", "npo"]
+    assert card.loc[VIEWS["forget_quality"], "npo"] == 6.4e-10  # from the model's summary
+    assert card.loc[VIEWS["loglik_shift"], "npo"] == 0.0  # a copy of full
+    assert "seed card" in printed and "6.4e-10" in printed and "0.967" in printed
 
 
 @pytest.mark.parametrize(("setup", "arguments", "message"), [
@@ -70,6 +80,7 @@ def test_audit_writes_the_files_and_prints_the_leak_table(micro, tmp_path, capsy
     ("model", ["--families", "direct,psychic"], "choose from " + ", ".join(FAMILIES)),
     ("model", ["-p", "n_sample", "4"], "Valid keys: n_samples"),
     ("model", ["--model-name", "retain"], "taken by the profile's retain model"),
+    ("model", ["--summary", "nowhere.json"], "--summary nowhere.json does not exist"),
 ])
 def test_audit_refuses_bad_input_before_loading_models(micro, tmp_path, capsys, monkeypatch,
                                                        setup, arguments, message) -> None:

@@ -135,6 +135,31 @@ def test_headline_numbers() -> None:
     assert "forget_quality" not in retain
 
 
+def test_a_course_log_summary_adds_forget_truth_ratio() -> None:
+    """Logs this course writes are summarised with the current tofu.yaml's keys."""
+    ours = copy.deepcopy(_eval("full_forget10"))
+    ours[SETTINGS_KEY] = {"mask_mode": "open-unlearning"}
+    summary = summarize_eval_log(_poisoned(ours), _eval("retain90"))
+    assert list(summary) == sorted([*_summary("full_forget10"), "forget_truth_ratio"])
+    assert summary["forget_truth_ratio"] == pytest.approx(
+        ours["forget_truth_ratio"]["agg_value"], rel=1e-12)
+
+
+def test_prob_mean_is_an_opt_in_extent_of_knowledge() -> None:
+    import numpy as np
+
+    log = _eval("full_forget10")
+    assert eval_logs.PROB_MEAN_KEY not in summarize_eval_log(log)
+    para = [s["avg_loss"] for s in log["forget_Q_A_PARA_Prob"]["value_by_index"].values()]
+    pert = [np.mean(s["avg_loss"]) for s in log["forget_Q_A_PERT_Prob"]["value_by_index"].values()]
+    correct, wrong = np.exp(-np.array(para)), np.exp(-np.array(pert))
+    full = summarize_eval_log(log, prob_mean=True)[eval_logs.PROB_MEAN_KEY]
+    assert full == pytest.approx(np.mean(correct / (correct + wrong + 1e-10)), rel=1e-12)
+    retain = summarize_eval_log(_eval("retain90"), prob_mean=True)[eval_logs.PROB_MEAN_KEY]
+    assert 0.5 < retain < full < 1  # the full model knows the forget facts better
+    assert f"{full:.4f} {retain:.4f}" == "0.6850 0.5673"
+
+
 def test_without_retain_log_privleak_uses_default_reference() -> None:
     summary = summarize_eval_log(_eval("full_forget10"))
     assert "forget_quality" not in summary

@@ -11,6 +11,7 @@ import torch
 
 from unlearnlib import eval_logs
 from unlearnlib.cli import main
+from unlearnlib.data import load_tofu
 from unlearnlib.eval_logs import SETTINGS_KEY, log_mask_mode
 from unlearnlib.evaluate import evaluate_model
 from unlearnlib.generation import generate_answers
@@ -70,8 +71,8 @@ def test_written_log_resummarises_exactly(evaluation):
         if isinstance(entry, dict) and "value_by_index" in entry:
             assert entry["agg_value"] == recomputed[key], key
     expected = {"exact_memorization", "extraction_strength", "forget_Q_A_Prob",
-                "forget_Q_A_ROUGE", "mia_loss", "mia_min_k", "mia_zlib", "model_utility",
-                "privleak"}
+                "forget_Q_A_ROUGE", "forget_truth_ratio", "mia_loss", "mia_min_k", "mia_zlib",
+                "model_utility", "privleak"}
     assert set(evaluation.summary) == expected
     assert list(evaluation.frame()["metric"]) == sorted(expected)
 
@@ -108,6 +109,20 @@ def test_mask_mode_mismatch_is_refused(model, tiny_tokenizer, evaluation, tofu_d
     assert log_mask_mode(eval_logs.load_eval_log(published)) == "open-unlearning"
     with pytest.raises(ValueError, match="mask_mode='open-unlearning'"):
         evaluate_model(model, tiny_tokenizer, "tiny", reference=published, **FAST)
+
+
+def test_open_unlearning_mode_generates_under_its_mask(model, tiny_tokenizer):
+    settings = {**FAST, "max_new_tokens": 10}
+    log = evaluate_model(model, tiny_tokenizer, "tiny", mask_mode="open-unlearning",
+                         **settings).eval_log
+    questions = list(load_tofu("forget10_perturbed", "mini")["question"][:SAMPLES])
+    generations = [row["generation"] for row in log["forget_Q_A_ROUGE"]["value_by_index"].values()]
+
+    def answers(mask_mode):
+        return generate_answers(model, tiny_tokenizer, questions, max_new_tokens=10,
+                                mask_mode=mask_mode)
+
+    assert generations == answers("open-unlearning") != answers("lengths")
 
 
 def test_nan_loss_names_split_index_and_question(tiny_tokenizer):

@@ -12,7 +12,7 @@ from unlearnlib.formatting import (
     render_chat,
 )
 
-# SPEC section 3, verbatim.
+# The Llama-3.2-Instruct chat of one TOFU row as open-unlearning renders it, verbatim.
 LLAMA32_FORMAT = (
     "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: "
     "December 2023\nToday Date: 10 Apr 2025\n\nYou are a helpful assistant.<|eot_id|>"

@@ -20,10 +20,8 @@ from unlearnlib.model_zoo import (
     unlearned_config,
 )
 from unlearnlib.models import load_model
-from unlearnlib.profiles import PROFILES, TinyModelSize, get_profile
+from unlearnlib.profiles import PROFILES, TinyModelSize
 
-MICRO = TinyModelSize(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                      intermediate_size=32)
 #: One epoch each: the test checks caching, not quality.
 QUICK = TinyRecipe(base_epochs=1)
 
@@ -34,21 +32,19 @@ def home(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.fixture()
-def micro(small_tofu):
-    return get_profile("tiny", tiny_model=MICRO, finetune_epochs=1, train_batch_size=8,
-                       data_source=str(small_tofu))
-
-
 def test_cache_key_follows_the_configuration(micro, small_tofu, tmp_path):
     key = cache_key(micro, "full", QUICK)
     assert key == cache_key(micro.replace(), "full", QUICK)
-    changed = [micro.replace(seed=1), micro.replace(finetune_epochs=2),
+    changed = [micro.replace(finetune_epochs=2),
                micro.replace(tiny_model=TinyModelSize(hidden_size=24)),
                micro.replace(forget_split="forget05")]
     assert all(cache_key(p, "retain", QUICK) != cache_key(micro, "retain", QUICK)
                for p in changed)
     assert cache_key(micro, "full", TinyRecipe(base_epochs=2)) != key  # via the base model
+    # The recipe's seed makes other models; the profile's seed only drives unlearning.
+    assert cache_key(micro, "retain", TinyRecipe(base_epochs=1, seed=1)) != cache_key(
+        micro, "retain", QUICK)
+    assert cache_key(micro.replace(seed=1), "full", QUICK) == key
     assert len({cache_key(micro, role, QUICK) for role in ("base", "full", "retain")}) == 3
     # Things that do not shape the weights leave the key alone.
     assert cache_key(micro.replace(eval_batch_size=7, max_new_tokens=5), "full", QUICK) == key
@@ -64,7 +60,8 @@ def test_cache_key_follows_the_configuration(micro, small_tofu, tmp_path):
 def test_models_are_built_once_reused_and_rebuilt_when_corrupt(home, micro, monkeypatch,
                                                                capsys):
     folders = build_tiny_models(micro, QUICK, verbose=True)
-    assert set(folders) == {"base", "full", "retain"}
+    assert set(folders) == {"full", "retain"}
+    assert is_complete(tiny_model_dir(micro, "base", QUICK))
     assert all(is_complete(f) and f.parent == home / "models" for f in folders.values())
     record = json.loads((folders["retain"] / "build.json").read_text())
     assert record["split"] == "retain90" and record["base"] == cache_key(micro, "base", QUICK)
@@ -91,7 +88,7 @@ def test_models_are_built_once_reused_and_rebuilt_when_corrupt(home, micro, monk
     monkeypatch.setattr(model_zoo, "TINY_RECIPE", QUICK)  # what load_zoo_model builds with
     model, tokenizer = load_zoo_model(micro, "full")
     assert model_source(micro, "full") == tiny_model_dir(micro, "full") == folders["full"]
-    assert model.config.hidden_size == MICRO.hidden_size and not model.training
+    assert model.config.hidden_size == micro.tiny_model.hidden_size and not model.training
     assert tokenizer.chat_template and tokenizer.eos_token == "<|eot_id|>"
 
 

@@ -15,10 +15,15 @@ def _name(requirement: str) -> str:
     return re.split(r"[<>=!~\[ ]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
 
 
-def _pyproject_packages() -> set[str]:
+def _requirements() -> list[str]:
+    """The dependencies and every optional extra (make install installs them all)."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    requirements = project["dependencies"] + project["optional-dependencies"]["dev"]
-    return {_name(r) for r in requirements}
+    extras = project["optional-dependencies"].values()
+    return project["dependencies"] + [r for extra in extras for r in extra]
+
+
+def _pyproject_packages() -> set[str]:
+    return {_name(r) for r in _requirements()}
 
 
 def _environment_packages() -> set[str]:
@@ -37,8 +42,7 @@ def test_environment_yml_matches_pyproject():
 
 
 def test_dependencies_have_lower_bounds_only():
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    for requirement in project["dependencies"] + project["optional-dependencies"]["dev"]:
+    for requirement in _requirements():
         assert ">=" in requirement and "==" not in requirement and "<" not in requirement.replace(
             ">=", ""), requirement
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import datasets
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from unlearnlib import probes
-from unlearnlib.finetune import finetune, training_arguments
 from unlearnlib.generation import generate_answers
 from unlearnlib.probes import (
     BLANK,
@@ -31,7 +29,6 @@ from unlearnlib.probes import (
 from unlearnlib.profiles import get_profile
 from unlearnlib.quantize import quantizable_linears
 from unlearnlib.recall import RECORD_COLUMNS, contains_span, recalls
-from unlearnlib.tiny import build_model
 
 TRAINED_AUTHORS = (99,)
 MAX_NEW_TOKENS = 32
@@ -51,15 +48,9 @@ def facts(all_facts) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_tokenizer, facts, tmp_path_factory):
+def trained(tiny_tokenizer, facts, memorised_model):
     """A tiny Llama that memorised the 10 facts of one forget author."""
-    model = build_model(tiny_tokenizer, seed=0)
-    args = training_arguments(get_profile("tiny", train_batch_size=8),
-                              tmp_path_factory.mktemp("train"), num_train_epochs=40,
-                              learning_rate=3e-3, logging_strategy="no")
-    rows = datasets.Dataset.from_pandas(facts[["question", "answer"]], preserve_index=False)
-    finetune(model, tiny_tokenizer, rows, args)
-    return model.eval()
+    return memorised_model(tiny_tokenizer, facts)
 
 
 def _follows_recall_rule(records: pd.DataFrame) -> bool:

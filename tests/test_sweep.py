@@ -61,6 +61,18 @@ def test_the_tiny_example_grid_has_eight_points():
     assert len(grid_points(load_grid(REPO_ROOT / "examples" / "grid_tiny.yaml"))) == 8
 
 
+def test_the_seed_grid_has_54_points_with_the_seeds_own():
+    from unlearnlib.paths import REPO_ROOT
+
+    grid = load_grid(REPO_ROOT / "examples" / "grid_seed_1b.yaml")
+    assert (grid["epochs"], grid["lr"], grid["alpha"]) == ([5, 10], [1e-5, 2e-5, 5e-5],
+                                                           [1.0, 2.0, 5.0])
+    assert len(grid["beta"]) == 3 and 0.1 in grid["beta"]
+    points = grid_points(grid)
+    assert len(points) == 54 == len({point_id(p) for p in points})
+    assert {"method": "npo", "lr": 5e-5, "epochs": 10, "alpha": 1.0, "beta": 0.1} in points
+
+
 @pytest.mark.parametrize("count", [1, 2, 3, 5, 8, 11])
 def test_shards_cover_the_grid_exactly_once(count):
     points = grid_points({"lr": [1, 2, 3, 4], "epochs": [1, 2]})

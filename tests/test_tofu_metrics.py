@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from unlearnlib import tofu_metrics as tm
 
@@ -141,6 +143,32 @@ def test_forget_quality_full_vs_retain90() -> None:
     assert fq == pytest.approx(3.9054713571083378e-22, rel=1e-9)
     assert fq == pytest.approx(logged, rel=1e-9)
     assert tm.forget_quality(retain, retain) == 1.0
+
+
+def test_forget_quality_at_distance_is_a_p_value_that_depends_on_n() -> None:
+    by_n = {n: tm.forget_quality_at_distance(0.21, n) for n in (40, 100, 400)}
+    assert by_n[40] == pytest.approx(0.2657, abs=1e-4)  # D rounds up to 9/40 = 0.225
+    assert by_n[100] == pytest.approx(0.02406, abs=1e-5)  # the tiny NPO run's FQ
+    assert by_n[400] < 1e-7
+    assert tm.forget_quality_at_distance(0.46, 100) == pytest.approx(6.42e-10, rel=1e-3)
+
+
+def test_forget_quality_at_distance_matches_a_run_with_that_distance() -> None:
+    rng = np.random.default_rng(0)
+    model, retain = rng.lognormal(0.2, 1, 100), rng.lognormal(0, 1, 100)
+    result = stats.ks_2samp(model, retain)
+    assert tm.forget_quality_at_distance(result.statistic, 100) == pytest.approx(result.pvalue,
+                                                                                 rel=1e-12)
+
+
+def test_forget_quality_at_distance_warns_of_nothing_and_checks_its_input() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert 0 < tm.forget_quality_at_distance(0.46, 400) < 1e-30
+    with pytest.raises(ValueError, match="KS distance"):
+        tm.forget_quality_at_distance(0.0, 100)
+    with pytest.raises(ValueError, match="n_questions"):
+        tm.forget_quality_at_distance(0.2, 0)
 
 
 @pytest.mark.parametrize(

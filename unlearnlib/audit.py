@@ -9,7 +9,7 @@ the same facts, seeds and settings, and returns an `AuditResult`:
 * ``table``: `recall.leak_table`, per model and family (and "overall"): leak rate,
   novel-recall leak (recalled and not recalled by the retain model under the same probe and
   seed) and excess over the retain model, with 95 % bootstrap intervals over authors;
-* ``membership``: Min-K% membership inference beside the families (SPEC section 5.7):
+* ``membership``: Min-K% membership inference beside the families:
   AUC of forget (label 0) against holdout (label 1) and
   privleak = ((1 - AUC_model) - (1 - AUC_retain)) / (1 - AUC_retain) x 100;
 * ``timings``: seconds per model and family.
@@ -95,8 +95,8 @@ class AuditSettings:
 
 
 #: Per profile. Tiny: 8 samples keep the audit of three models near one minute on one CPU
-#: core (measured 61 s); LoRA teaches the tiny model only at a high learning rate (SPEC
-#: section 2).
+#: core (measured 61 s); LoRA teaches the tiny model only at a high learning rate (a rank-8
+#: adapter on q and v measured: lr 3e-3, and it still hurt the retain facts).
 AUDIT_SETTINGS: dict[str, AuditSettings] = {
     "tiny": AuditSettings(n_samples=8, relearn_epochs=5.0, relearn_learning_rate=3e-3),
     "colab-t4": AuditSettings(),

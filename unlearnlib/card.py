@@ -2,11 +2,16 @@
 
 `model_card(point_dir)` reads the point's ``results.json``, ``TOFU_EVAL.json`` settings and,
 when `sweep.sweep_report` has ranked the sweep, the sweep's ``selection.json``; it returns a
-huggingface_hub `ModelCard` (metadata: base model, dataset ``locuslab/TOFU``, licence, tags)
+huggingface_hub `ModelCard` (metadata: base model, the data set the run used, licence, tags)
 with the method and hyper-parameters, the selection rule and grid size, forget quality,
 model utility and the other TOFU numbers, and the leak audit per family with its bootstrap
 intervals. A section whose data the run did not produce says so instead of showing numbers.
 `write_card` writes it to the point's ``README.md`` (what the Hub shows).
+
+A card is published with its model, so it names models by Hub id or folder name, never by
+a local absolute path, and it names the data the run actually used: a tiny run's is the
+synthetic TOFU-mini, which is not on the Hub, so its metadata lists no data set. Numbers
+print with `display.format_number` (scientific notation rather than 0.000).
 """
 
 from __future__ import annotations
@@ -18,10 +23,13 @@ from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
 
+from unlearnlib.data import HUB_DATASET
+from unlearnlib.display import format_number
 from unlearnlib.eval_logs import SETTINGS_KEY, load_eval_log
 from unlearnlib.sweep import CHECKPOINT_DIR, SELECTION_FILE, load_results
 
-DATASET = "locuslab/TOFU"
+#: The names of the data a run used, by the kind of source `data.TofuSource.describe` reports.
+DATASET_NAMES = {"hub": "TOFU", "local": "TOFU (local copy)", "mini": "TOFU-mini"}
 CARD_FILE = "README.md"
 #: The TOFU numbers of the evaluation table: (label, where in results.json, key).
 EVALUATION_ROWS = (
@@ -43,11 +51,22 @@ NOT_MEASURED = "not measured"
 
 
 def _number(value: Any) -> str:
-    return NOT_MEASURED if value is None else f"{float(value):.4g}"
+    return NOT_MEASURED if value is None else format_number(value)
 
 
 def _is_hub_id(name: str) -> bool:
     return name.count("/") == 1 and not Path(name).expanduser().exists()
+
+
+def _model_label(name: str) -> str:
+    """A Hub id as it is; a local folder by its name only (a card holds no local paths)."""
+    return f"`{name}`" if _is_hub_id(name) else f"the local folder `{Path(name).name}`"
+
+
+def _data_kind(source: str) -> str:
+    """The kind of data source ("hub", "local", "mini") a `TofuSource.describe` label names."""
+    kind = source.split(":", 1)[0]
+    return kind if kind in DATASET_NAMES else "hub"
 
 
 def _license(base_model: str) -> str:
@@ -72,7 +91,8 @@ def _interval(rows: Mapping[str, Mapping[str, Any]], statistic: str) -> str:
     row = rows.get(statistic)
     if row is None:
         return NOT_MEASURED
-    return f"{row['estimate']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+    low, estimate, high = (format_number(row[k]) for k in ("ci_low", "estimate", "ci_high"))
+    return f"{estimate} [{low}, {high}]"
 
 
 def _audit_section(audit: Mapping[str, Any] | None) -> str:
@@ -108,13 +128,16 @@ def model_card(point_dir: str | Path) -> ModelCard:
                                 "sweep first")
     settings = load_eval_log(folder / "TOFU_EVAL.json").get(SETTINGS_KEY, {})
     forget_split = settings.get("forget_split", NOT_MEASURED)
+    kind = _data_kind(settings.get("source", HUB_DATASET))
+    dataset = DATASET_NAMES[kind]
     selection_path = folder.parent / SELECTION_FILE
     selection = json.loads(selection_path.read_text()) if selection_path.is_file() else None
     parameters = results["parameters"]
     method = str(parameters.get("method", "unknown"))
     base, retain = results["models"]["full"], results["models"]["retain"]
     data = ModelCardData(
-        base_model=base if _is_hub_id(base) else None, datasets=[DATASET],
+        base_model=base if _is_hub_id(base) else None,
+        datasets=None if kind == "mini" else [HUB_DATASET],
         license=_license(base), language="en", library_name="transformers",
         tags=["unlearning", "tofu", method, f"tofu-{forget_split}", "unlearnlib"],
         model_name=results["point"])
@@ -129,16 +152,16 @@ def model_card(point_dir: str | Path) -> ModelCard:
 {data.to_yaml()}
 ---
 
-# {results['point']}: {method} unlearning of TOFU {forget_split}
+# {results['point']}: {method} unlearning of {dataset} {forget_split}
 
-A model made by `unlearnlib sweep run`: the {forget_split} authors of TOFU unlearned from
+A model made by `unlearnlib sweep run`: the {forget_split} authors of {dataset} unlearned from
 the full model with **{method}**, on the `{results['profile']}` profile. Every number below was
 measured by that run (`results.json` and `TOFU_EVAL.json` in this folder).
 
 ## Model details
 
-- Unlearned from (full model): `{base}`
-- Compared against (retain model, never saw the forget authors): `{retain}`
+- Unlearned from (full model): {_model_label(base)}
+- Compared against (retain model, never saw the forget authors): {_model_label(retain)}
 - Weights: `{CHECKPOINT_DIR}/` (safetensors)
 - Training: {training['global_step']} optimiser steps, final loss {_number(training['final_loss'])}
 - Wall time: {seconds}
@@ -153,7 +176,7 @@ measured by that run (`results.json` and `TOFU_EVAL.json` in this folder).
 
 ## Evaluation
 
-TOFU evaluation on {scope} ({forget_split}, as open-unlearning computes it).
+TOFU evaluation on {scope} of {dataset} ({forget_split}, as open-unlearning computes it).
 
 | Metric | Value |
 |---|---|

@@ -9,14 +9,20 @@
                         [--reference RETAIN_TOFU_EVAL.json] --out DIR
                                                       evaluate a model on the TOFU suite
     unlearnlib course run [--profile tiny] [--out build/executed] [--only NN] [-p KEY VALUE]
-                                                      run the notebooks in order (papermill)
-    unlearnlib models build [--profile tiny]          train (or find cached) tiny base/full/retain
+                          [--notebooks DIR]           run the notebooks in order (papermill)
+    unlearnlib models build [--profile tiny] [--from-scratch]
+                                                      tiny full/retain models: shipped or trained
+    unlearnlib models ship [--out FOLDER]             maintainers: retrain and ship the tiny models
+    unlearnlib models standin --size 1b|small --out DIR
+                                                      random Llama-3.2-1B stand-in, real tokenizer
     unlearnlib unlearn --method npo --out DIR [--profile tiny] [--model DIR] [--epochs N]
-                       [--lr LR] [--beta B] [--alpha A] [--save-steps N] [--resume]
-                                                      unlearn the forget split, save the model
+                       [--lr LR] [--beta B] [--alpha A] [--save-steps N] [--[no-]resume]
+                                                      unlearn the forget split, save the model;
+                                                      the same command again resumes after Ctrl-C
     unlearnlib audit --model DIR --out DIR [--profile tiny] [--model-name NAME]
                      [--families direct,format_shift,...] [-p KEY VALUE]
-                                                      leak-audit a model against full and retain
+                     [--summary TOFU_SUMMARY.json]    leak-audit a model against full and retain,
+                                                      beside the seed card's published views
     unlearnlib sweep run GRID.yaml [--profile tiny] [--out runs] [--jobs N] [--shard i/n]
                                                       one notebook run per grid point, resumable
     unlearnlib sweep report RUNS [--prune]            rank by forget quality, heatmap, rank 1
@@ -28,9 +34,11 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 
 def _print_table(rows: list[dict[str, object]]) -> None:
@@ -81,16 +89,19 @@ def _eval_summarize(args: argparse.Namespace) -> int:
 
 
 def _eval_run(args: argparse.Namespace) -> int:
-    from unlearnlib.evaluate import evaluate_model
-    from unlearnlib.models import load_model, load_tokenizer
-    from unlearnlib.profiles import get_profile, resolve_device, resolve_dtype
+    from unlearnlib.evaluate import evaluate_model, evaluation_inputs
+    from unlearnlib.models import check_model_folder, load_model, load_tokenizer
+    from unlearnlib.profiles import resolve_device, resolve_dtype
 
-    profile = get_profile(args.profile)
+    # Bad input fails here, before the model loads (minutes at 1B scale).
+    profile, forget_split, source = evaluation_inputs(args.profile, args.forget_split,
+                                                      args.source, args.max_samples)
+    check_model_folder(args.model)
     device = resolve_device(profile)
     model = load_model(args.model, resolve_dtype(profile, device), device)
     evaluation = evaluate_model(
-        model, load_tokenizer(args.model), profile, forget_split=args.forget_split,
-        source=args.source, reference=args.reference, out_dir=args.out,
+        model, load_tokenizer(args.model), profile, forget_split=forget_split,
+        source=source, reference=args.reference, out_dir=args.out,
         mask_mode=args.mask_mode, max_samples=args.max_samples)
     print(evaluation.frame().to_string(index=False))
     print(f"Wrote {' and '.join(str(p) for p in evaluation.paths or ())}")
@@ -101,35 +112,118 @@ def _course_run(args: argparse.Namespace) -> int:
     from unlearnlib.course import parse_parameter, run_course
 
     parameters = {key: parse_parameter(value) for key, value in args.parameter}
-    run_course(args.profile, args.out, only=args.only, parameters=parameters, strip=args.strip)
+    run_course(args.profile, args.out, only=args.only, parameters=parameters,
+               notebooks=args.notebooks, strip=args.strip)
     return 0
 
 
 def _models_build(args: argparse.Namespace) -> int:
-    from unlearnlib.model_zoo import build_tiny_models
+    from unlearnlib.model_zoo import build_tiny_models, describe_source, same_as_shipped
     from unlearnlib.profiles import get_profile
 
-    profile = get_profile(args.profile)
+    profile = get_profile(args.profile, train_from_scratch=args.from_scratch)
     if profile.full_model != "tiny":
         raise ValueError(f"Profile {profile.name!r} uses published models ({profile.full_model}); "
                          "there is nothing to build. Use --profile tiny.")
     for role, folder in build_tiny_models(profile).items():
-        print(f"{role:>6}: {folder}")
+        print(f"{role:>6}: {describe_source(folder)}\n        {folder}")
+        same = same_as_shipped(profile, role, folder)
+        if same is not None:
+            answer = "yes" if same else "no"
+            print(f"        the same weights as the shipped {role} model: {answer}")
     return 0
+
+
+def _models_ship(args: argparse.Namespace) -> int:
+    from unlearnlib.model_zoo import ship_tiny_models
+    from unlearnlib.shipped import SHIPPED_DIR
+
+    folder = ship_tiny_models(Path(args.out) if args.out else SHIPPED_DIR)
+    print(f"Shipped the tiny models to {folder}")
+    return 0
+
+
+def _models_standin(args: argparse.Namespace) -> int:
+    from unlearnlib.standin import write_standin
+
+    print(f"Wrote the {args.size} stand-in to {write_standin(args.size, args.out, args.seed)}")
+    return 0
+
+
+#: Written into OUT/checkpoints: a plain rerun resumes only a run with the same settings.
+_RUN_SETTINGS = "run_settings.json"
+
+
+def _resume_from(folder: Path, settings: dict[str, object], resume: bool | None) -> Path | None:
+    """The checkpoint `unlearn` continues from, and the settings recorded for the next rerun.
+
+    `resume` None (the default): the newest complete checkpoint if the recorded settings are
+    these, an error if they differ; True: the newest complete checkpoint, which must exist;
+    False: delete the old checkpoints and start from step 0.
+    """
+    import json
+    import shutil
+
+    from unlearnlib.unlearn import last_checkpoint
+
+    if resume is False:
+        shutil.rmtree(folder, ignore_errors=True)
+    checkpoint = last_checkpoint(folder) if folder.is_dir() else None
+    if resume and checkpoint is None:
+        raise FileNotFoundError(f"No complete checkpoint in {folder} to resume from: run "
+                                "without --resume to start from step 0.")
+    record = folder / _RUN_SETTINGS
+    settings = json.loads(json.dumps(settings))
+    if checkpoint is not None and resume is None:
+        saved = json.loads(record.read_text()) if record.is_file() else {}
+        changed = [key for key, value in settings.items() if saved.get(key) != value]
+        if changed:
+            raise ValueError(f"{folder} holds checkpoints of a run with other settings "
+                             f"({', '.join(changed)}): pass --resume to continue it anyway, "
+                             "--no-resume to start over, or choose another --out.")
+    folder.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(settings, indent=2) + "\n")
+    if checkpoint is not None:
+        print(f"resuming from {checkpoint}", flush=True)
+    return checkpoint
 
 
 def _unlearn(args: argparse.Namespace) -> int:
     import dataclasses
     import json
 
+    from unlearnlib.checks import check_at_least_one
     from unlearnlib.data import RETAIN_OF_FORGET, load_tofu
     from unlearnlib.model_zoo import load_zoo_model
-    from unlearnlib.models import load_model, load_tokenizer
+    from unlearnlib.models import check_model_folder, load_model, load_tokenizer
     from unlearnlib.profiles import get_profile, resolve_device
-    from unlearnlib.unlearn import objective, save_trained, training_dtype, unlearn
+    from unlearnlib.unlearn import (
+        check_schedule,
+        last_checkpoint,
+        objective,
+        save_trained,
+        training_dtype,
+        unlearn,
+    )
 
+    # Bad input fails here, before a model loads (the tiny full model may first have to train).
     overrides = {"unlearn_epochs": args.epochs, "learning_rate": args.lr}
     profile = get_profile(args.profile, **{k: v for k, v in overrides.items() if v is not None})
+    check_schedule(profile.learning_rate, profile.unlearn_epochs)
+    for flag, value in (("--max-forget", args.max_forget), ("--max-steps", args.max_steps),
+                        ("--save-steps", args.save_steps or None)):
+        if value is not None:
+            check_at_least_one(value, flag)
+    weights = {k: getattr(args, k) for k in ("beta", "alpha", "gamma", "delta")}
+    goal = objective(args.method, **{k: v for k, v in weights.items() if v is not None})
+    if args.model:
+        check_model_folder(args.model)
+    out = Path(args.out)
+    settings = {"objective": dataclasses.asdict(goal), "profile": profile.name,
+                "learning_rate": profile.learning_rate, "epochs": profile.unlearn_epochs,
+                "model": args.model, "max_forget": args.max_forget, "max_steps": args.max_steps,
+                "save_steps": args.save_steps}
+    resume = _resume_from(out / "checkpoints", settings, args.resume)
     device = resolve_device(profile)
     if device.type == "cuda":  # under accelerate/torchrun: this process's GPU, not cuda:0
         from accelerate import PartialState
@@ -141,16 +235,20 @@ def _unlearn(args: argparse.Namespace) -> int:
     else:
         model, tokenizer = load_zoo_model(profile, "full", training_dtype(profile, device), device)
     forget = load_tofu(profile.forget_split, profile.data_source)
-    if args.max_forget:
+    if args.max_forget is not None:
         forget = forget.select(range(min(args.max_forget, len(forget))))
     retain = load_tofu(RETAIN_OF_FORGET[profile.forget_split], profile.data_source)
-    weights = {k: getattr(args, k) for k in ("beta", "alpha", "gamma", "delta")}
-    goal = objective(args.method, **{k: v for k, v in weights.items() if v is not None})
-    out = Path(args.out)
     extra = {"max_steps": args.max_steps} if args.max_steps else {}
-    trainer = unlearn(model, tokenizer, forget, retain, profile, out / "checkpoints", goal,
-                      save_steps=args.save_steps, resume_from_checkpoint=args.resume or None,
-                      **extra)
+    try:
+        trainer = unlearn(model, tokenizer, forget, retain, profile, out / "checkpoints", goal,
+                          save_steps="epoch" if args.save_steps is None else args.save_steps,
+                          resume_from_checkpoint=resume, **extra)
+    except KeyboardInterrupt as interrupt:
+        kept = last_checkpoint(out / "checkpoints")
+        raise KeyboardInterrupt(
+            f"{kept} is kept; run the same command again to resume from it" if kept else
+            "no checkpoint was complete yet; run the same command again to start over"
+        ) from interrupt
     if trainer.is_world_process_zero():
         save_trained(trainer.model, tokenizer, out, merge=not args.adapter_only)
         record = {"objective": dataclasses.asdict(goal), "profile": profile.name,
@@ -168,23 +266,21 @@ _AUDIT_OPTIONS = ("seed", "batch_size", "max_new_tokens")
 
 def _audit(args: argparse.Namespace) -> int:
     import dataclasses
+    import json
 
     from unlearnlib.audit import FAMILIES, AuditSettings, check_families, run_audit
     from unlearnlib.course import parse_parameter
+    from unlearnlib.display import format_number
+    from unlearnlib.eval_logs import SUMMARY_FILENAME
     from unlearnlib.model_zoo import load_zoo_model
-    from unlearnlib.models import load_model, load_tokenizer
+    from unlearnlib.models import check_model_folder, load_model, load_tokenizer
+    from unlearnlib.probes import forget_facts
     from unlearnlib.profiles import get_profile, resolve_device, resolve_dtype
     from unlearnlib.recall import STATISTICS
+    from unlearnlib.seed_card import SEED_CARD_FILE, seed_card_summary
 
     # Bad input fails here, before the zoo models load (a tiny one may first have to train).
     folder = Path(args.model)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"--model {folder} does not exist: pass the folder that "
-                                "`unlearnlib unlearn --out` wrote.")
-    if not any((folder / f).is_file() for f in ("model.safetensors",
-                                                "model.safetensors.index.json")):
-        raise FileNotFoundError(f"--model {folder} has no model.safetensors: pass the folder "
-                                "that `unlearnlib unlearn --out` wrote.")
     families = list(FAMILIES) if args.families is None else [
         f.strip() for f in args.families.split(",") if f.strip()]
     check_families(families)
@@ -197,6 +293,11 @@ def _audit(args: argparse.Namespace) -> int:
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise ValueError(f"Unknown -p key(s) {unknown}. Valid keys: {', '.join(valid)}.")
+    summary = Path(args.summary) if args.summary else folder / SUMMARY_FILENAME
+    if args.summary and not summary.is_file():
+        raise FileNotFoundError(f"--summary {summary} does not exist: pass the audited "
+                                f"model's {SUMMARY_FILENAME} (`unlearnlib eval run --out`).")
+    check_model_folder(folder)
 
     profile = get_profile(args.profile)
     device = resolve_device(profile)
@@ -207,8 +308,17 @@ def _audit(args: argparse.Namespace) -> int:
     paths = result.paths or {}
     for statistic in STATISTICS:
         print(f"{statistic} (95 % intervals in {paths['table'].name}):")
-        print(result.estimates(statistic).round(3).to_string() + "\n")
-    print(result.membership.round(3).to_string(index=False))
+        print(result.estimates(statistic).to_string(float_format=format_number) + "\n")
+    print(result.membership.to_string(index=False, float_format=format_number))
+    summaries = {name: json.loads(summary.read_text())} if summary.is_file() else {}
+    card = seed_card_summary(result.records, models,
+                             forget_facts(profile.forget_split, profile.data_source), summaries,
+                             batch_size=options.get("batch_size") or profile.eval_batch_size)
+    paths["seed_card"] = Path(args.out) / SEED_CARD_FILE
+    card.to_csv(paths["seed_card"])
+    print(f"\nThe seed card beside this audit (definitions: seed_card.view_definitions(); "
+          f"forget quality and utility from {SUMMARY_FILENAME}):")
+    print(card.to_string(float_format=format_number, na_rep="-") + "\n")
     print(f"Wrote {', '.join(str(p) for p in paths.values())}")
     return 0
 
@@ -219,7 +329,8 @@ def _sweep_run(args: argparse.Namespace) -> int:
 
     extra = {key: parse_parameter(value) for key, value in args.parameter}
     runs = run_sweep(args.grid, args.profile, args.out, jobs=args.jobs,
-                     shard=parse_shard(args.shard), extra=extra)
+                     shard=parse_shard(args.shard), extra=extra,
+                     **({"template": args.template} if args.template else {}))
     return 1 if any(run.status == "failed" for run in runs) else 0
 
 
@@ -252,9 +363,17 @@ def _memory(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one `unlearnlib: error:` line, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print the one-line error and exit with status 2 (argparse's own prints the usage)."""
+        self.exit(2, f"unlearnlib: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; each subcommand sets `handler`."""
-    parser = argparse.ArgumentParser(prog="unlearnlib", description=__doc__,
+    parser = _Parser(prog="unlearnlib", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -310,15 +429,35 @@ def build_parser() -> argparse.ArgumentParser:
     course_run.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
                             metavar=("KEY", "VALUE"),
                             help="set a notebook parameter (a Python literal, else text)")
+    course_run.add_argument("--notebooks", default=None, metavar="DIR",
+                            help="the course's notebooks/ folder (default: the checkout's, "
+                                 "else ./notebooks); a plain pip install has none: clone the "
+                                 "repository or download its notebooks/")
     course_run.add_argument("--strip", action="store_true",
                             help="drop volatile metadata (timings, paths), as golden notebooks do")
     course_run.set_defaults(handler=_course_run)
 
     models = commands.add_parser("models", help="the models to unlearn from").add_subparsers(
         dest="models_command", required=True)
-    build = models.add_parser("build", help="train the tiny base/full/retain models (cached)")
+    build = models.add_parser("build", help="the tiny full and retain models: shipped, cached, "
+                                            "or trained (base first)")
     build.add_argument("--profile", default="tiny")
+    build.add_argument("--from-scratch", action="store_true",
+                       help="train them on this machine even where shipped ones fit, and say "
+                            "whether the weights equal the shipped ones")
     build.set_defaults(handler=_models_build)
+    ship = models.add_parser("ship", help="maintainers: train the tiny models from scratch and "
+                                          "ship them in the package (weights and manifest)")
+    ship.add_argument("--out", default=None, help="folder (default: the package's own)")
+    ship.set_defaults(handler=_models_ship)
+    standin = models.add_parser(
+        "standin", help="write a randomly initialised Llama-3.2-1B stand-in with the real "
+                        "Llama-3 tokenizer (needs the rehearsal extra)")
+    standin.add_argument("--size", required=True, choices=["1b", "small"],
+                         help="1b: Llama-3.2-1B's exact config; small: CPU-sized layers")
+    standin.add_argument("--out", required=True, help="folder for the save_pretrained files")
+    standin.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    standin.set_defaults(handler=_models_standin)
 
     unlearn = commands.add_parser(
         "unlearn", help="unlearn the profile's forget split from its full model "
@@ -337,9 +476,14 @@ def build_parser() -> argparse.ArgumentParser:
     unlearn.add_argument("--max-forget", type=int, default=None,
                          help="only the first N forget rows, for a quick run")
     unlearn.add_argument("--save-steps", type=int, default=None,
-                         help="checkpoint every N steps into OUT/checkpoints")
-    unlearn.add_argument("--resume", action="store_true",
-                         help="resume from the last checkpoint in OUT/checkpoints")
+                         help="checkpoint every N steps into OUT/checkpoints (default: every "
+                              "epoch; 0: none); the newest two are kept")
+    unlearn.add_argument("--resume", action=argparse.BooleanOptionalAction, default=None,
+                         help="default: rerunning the same command resumes from its newest "
+                              "complete checkpoint (so an interrupted run continues where it "
+                              "stopped) and refuses one made with other settings; --resume: "
+                              "continue whatever OUT/checkpoints holds; --no-resume: delete "
+                              "its checkpoints and start from step 0")
     unlearn.add_argument("--adapter-only", action="store_true",
                          help="under LoRA, save only the adapter instead of a merged model")
     unlearn.set_defaults(handler=_unlearn)
@@ -360,6 +504,10 @@ def build_parser() -> argparse.ArgumentParser:
                        metavar=("KEY", "VALUE"),
                        help="an AuditSettings field (e.g. n_samples 4), seed, batch_size or "
                             "max_new_tokens")
+    audit.add_argument("--summary", default=None,
+                       help="the audited model's TOFU_SUMMARY.json, for forget quality and "
+                            "utility in the seed-card table (default: the one in --model, "
+                            "if any)")
     audit.set_defaults(handler=_audit)
 
     sweep = commands.add_parser("sweep", help="hyper-parameter sweeps").add_subparsers(
@@ -375,6 +523,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_run.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
                            metavar=("KEY", "VALUE"),
                            help="a notebook parameter for every point, e.g. MAX_SAMPLES 10")
+    sweep_run.add_argument("--template", default=None, metavar="NOTEBOOK",
+                           help="each point's notebook (default: the packaged "
+                                "sweep_point.ipynb); it must write a complete results.json")
     sweep_run.set_defaults(handler=_sweep_run)
     sweep_rep = sweep.add_parser("report", help="rank the points, heatmap, keep rank 1")
     sweep_rep.add_argument("runs", help="the sweep's --out folder")
@@ -399,17 +550,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(error: BaseException) -> str:
+    """An exception's message on one line (a KeyError's without the quotes str() adds)."""
+    text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+    return " ".join(str(text).split()) or type(error).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one subcommand; user errors print one line to stderr and exit with status 2."""
-    args = build_parser().parse_args(argv)
+    """Run one subcommand; user errors print one line to stderr and exit with status 2.
+
+    Ctrl-C prints `unlearnlib: interrupted` with what was kept and how to go on (status 130).
+    Errors that are not the user's (bugs) keep their traceback.
+    """
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, or a usage error already printed by `_Parser`
+        return exit_.code if isinstance(exit_.code, int) else 2
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
     except BrokenPipeError:  # e.g. `unlearnlib memory | head`: the reader has what it wanted
         sys.stdout = None  # nothing more can be written, not even the interpreter's flush
         return 0
-    except (ValueError, KeyError, FileNotFoundError, ConnectionError, RuntimeError) as error:
-        print(f"unlearnlib: error: {error}", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        # The notebook client's abandoned tasks would log their tracebacks at exit.
+        logging.getLogger("asyncio").disabled = True
+        note = _one_line(interrupt) if str(interrupt) else "run the same command to start over"
+        print(f"unlearnlib: interrupted: {note}", file=sys.stderr)
+        return 130
+    except (ValueError, KeyError, OSError, RuntimeError) as error:
+        # OSError: a missing or unreadable file or folder, a Hub model that is gated or
+        # unreachable (`models._explain_load_error`), a bad $UNLEARNLIB_HOME.
+        print(f"unlearnlib: error: {_one_line(error)}", file=sys.stderr)
         return 2
 
 

@@ -18,6 +18,7 @@ every 2 epochs ~35 % and every 3 epochs (the default) ~25 % more time.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import datasets
@@ -33,10 +34,14 @@ from transformers import (
 )
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
-from unlearnlib.data import load_tofu
+from unlearnlib.data import RETAIN_OF_FORGET, load_tofu
 from unlearnlib.likelihood import answer_probabilities, score_perturbed_set
-from unlearnlib.profiles import Profile
+from unlearnlib.model_zoo import load_zoo_model
+from unlearnlib.parallel import default_jobs, map_in_processes
+from unlearnlib.paths import artifacts_dir
+from unlearnlib.profiles import Profile, resolve_device
 from unlearnlib.tofu_metrics import forget_quality, truth_ratio_forget_score
+from unlearnlib.unlearn import training_dtype, unlearn
 
 
 class TrainingCurves(TrainerCallback):
@@ -124,3 +129,33 @@ class TrainingCurves(TrainerCallback):
     def frame(self) -> pd.DataFrame:
         """The records as a table: step, epoch, forget_prob, retain_prob, ... per row."""
         return pd.DataFrame.from_records(self.records)
+
+
+def method_curves(profile: Profile, method: str, retain_truth_ratios: ArrayLike | None = None,
+                  epochs: int | None = None, every_n_epochs: int = 3) -> pd.DataFrame:
+    """Unlearn `method` from a fresh copy of the profile's full model and return its curves.
+
+    `epochs` replaces the profile's `unlearn_epochs` (a short comparison); the run's
+    checkpoints go under the artifacts' `runs/` folder.
+    """
+    forget = load_tofu(profile.forget_split, profile.data_source)
+    retain = load_tofu(RETAIN_OF_FORGET[profile.forget_split], profile.data_source)
+    model, tokenizer = load_zoo_model(profile, "full", dtype=training_dtype(profile))
+    curves = TrainingCurves.for_profile(profile, tokenizer, retain_truth_ratios,
+                                        every_n_epochs=every_n_epochs)
+    overrides = {} if epochs is None else {"num_train_epochs": epochs}
+    run_dir = artifacts_dir("runs", f"curves-{method}-{profile.name}-seed{profile.seed}")
+    unlearn(model, tokenizer, forget, retain, profile, run_dir, method=method,
+            callbacks=[curves], progress=False, **overrides)
+    return curves.frame().assign(method=method)
+
+
+def compare_methods(profile: Profile, methods: Sequence[str],
+                    retain_truth_ratios: ArrayLike | None = None, epochs: int | None = None,
+                    every_n_epochs: int = 3, jobs: int | None = None) -> pd.DataFrame:
+    """`method_curves` for each method, side by side in processes on a CPU (`jobs`, default
+    up to 2; one at a time on a GPU): one table with a `method` column, in `methods` order."""
+    jobs = default_jobs(resolve_device(profile)) if jobs is None else jobs
+    calls = [(profile, method, retain_truth_ratios, epochs, every_n_epochs)
+             for method in methods]
+    return pd.concat(map_in_processes(method_curves, calls, jobs), ignore_index=True)

@@ -41,6 +41,8 @@ CONFIG_COLUMNS: dict[str, tuple[str, ...]] = {
     "world_facts_perturbed": _SHORT_PERTURBED,
 }
 CONFIGS: tuple[str, ...] = tuple(CONFIG_COLUMNS)
+#: Columns that hold a list of strings (the wrong answers); every other column is a string.
+LIST_COLUMNS = frozenset({"perturbed_answer"})
 #: TOFU-mini only: the base model's "pre-training" set (question, answer for every
 #: real_authors_perturbed and world_facts_perturbed row).
 MINI_EXTRA_COLUMNS: dict[str, tuple[str, ...]] = {"general_knowledge": _QA}
@@ -83,17 +85,20 @@ def resolve_source(source: str | Path | TofuSource | None = None) -> TofuSource:
     """
     if isinstance(source, TofuSource):
         return source
+    origin = ""
     if source is None:
         source = os.environ.get(TOFU_DIR_ENV) or "mini"
+        origin = f" (from ${TOFU_DIR_ENV})" if os.environ.get(TOFU_DIR_ENV) else ""
     if str(source) == "hub":
         return TofuSource("hub")
     if str(source) == "mini":
         return _mini_source()
     path = Path(source).expanduser().resolve()
     if not path.is_dir():
+        problem = "is a file, not a folder" if path.exists() else "does not exist"
         raise FileNotFoundError(
-            f"TOFU folder {path} does not exist. Pass source='hub', source='mini', or a folder "
-            "holding the Hub's files (full.json, forget10.json, ...)."
+            f"TOFU folder {path}{origin} {problem}. Pass source='hub', source='mini', or a "
+            "folder holding the Hub's files (full.json, forget10.json, ...)."
         )
     return TofuSource("local", path, _questions_per_author(path))
 
@@ -132,8 +137,19 @@ def check_config(config: str) -> None:
     raise ValueError(f"{config!r} is not a TOFU config.{hint} Valid names: {', '.join(CONFIGS)}.")
 
 
+def check_forget_split(name: str) -> str:
+    """Refuse a forget split TOFU does not have (before any model loads)."""
+    if name not in FORGET_PERCENT:
+        raise ValueError(f"forget_split must be one of {list(FORGET_PERCENT)}, not {name!r}")
+    return name
+
+
 def load_tofu(config: str, source: str | Path | TofuSource | None = None) -> datasets.Dataset:
-    """Load one TOFU config (e.g. "forget10_perturbed") as a `datasets.Dataset`."""
+    """Load one TOFU config (e.g. "forget10_perturbed") as a `datasets.Dataset`.
+
+    A local file is checked row by row (`_read_json_lines`): every line a JSON object with
+    the config's columns, strings (lists of strings for `LIST_COLUMNS`).
+    """
     check_config(config)
     src = resolve_source(source)
     if src.kind == "hub":
@@ -141,7 +157,7 @@ def load_tofu(config: str, source: str | Path | TofuSource | None = None) -> dat
         origin = f"{HUB_DATASET}:{config}"
     else:
         file = src.path / f"{config}.json"
-        dataset = datasets.Dataset.from_list(_read_json_lines(file))
+        dataset = datasets.Dataset.from_list(_read_json_lines(file, config))
         origin = str(file)
     if len(dataset) == 0:
         raise ValueError(f"{origin} has no rows.")
@@ -154,20 +170,55 @@ def load_tofu(config: str, source: str | Path | TofuSource | None = None) -> dat
     return dataset
 
 
-def _read_json_lines(file: Path) -> list[dict]:
-    """Rows of a JSON-lines file (the Hub's TOFU format), with errors that name the file."""
+_JSON_LINES = "TOFU files are JSON lines: one object per line, not a JSON array."
+
+
+def _read_json_lines(file: Path, config: str) -> list[dict]:
+    """Rows of a JSON-lines file (the Hub's TOFU format), checked row by row.
+
+    Errors name the file, the line and the column: bytes that are not UTF-8, a line that is
+    not a JSON object, a missing column, or a value that is not a string (a list of strings
+    in `LIST_COLUMNS`).
+    """
     if not file.is_file():
         raise FileNotFoundError(f"TOFU file {file} is missing (expected the Hub's file name).")
+    columns = _columns(config)
     rows = []
-    with file.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with file.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            where = f"{file}, line {number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise ValueError(f"{where}: not UTF-8 text (byte {raw[error.start]:#x} at "
+                                 f"character {error.start + 1}); save the file as UTF-8."
+                                 ) from error
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError as error:
-                raise ValueError(f"{file}, line {number}: not valid JSON ({error}).") from error
+                hint = f" {_JSON_LINES}" if line.lstrip().startswith("[") else ""
+                raise ValueError(f"{where}: not valid JSON ({error}).{hint}") from error
+            if not isinstance(row, dict):
+                raise ValueError(f"{where}: a TOFU row is a JSON object with {list(columns)}, "
+                                 f"not a {type(row).__name__}. {_JSON_LINES}")
+            missing = [c for c in columns if c not in row]
+            if missing:
+                raise MissingColumnError(f"{file} lacks column(s) {missing} at line {number}; "
+                                         f"a TOFU {config!r} file needs {list(columns)}.")
+            for column in columns:
+                _check_value(row[column], column in LIST_COLUMNS, f"{where}, column {column!r}")
+            rows.append(row)
     return rows
+
+
+def _check_value(value: object, is_list: bool, where: str) -> None:
+    ok = (isinstance(value, list) and all(isinstance(v, str) for v in value) if is_list
+          else isinstance(value, str))
+    if not ok:
+        kind = "a list of strings" if is_list else "a string"
+        raise ValueError(f"{where}: expected {kind}, got {json.dumps(value)[:60]}.")
 
 
 def _load_from_hub(config: str) -> datasets.Dataset:

@@ -28,6 +28,8 @@ from unlearnlib import tofu_metrics as tm
 
 __all__ = [
     "EVAL_FILENAME",
+    "PROB_MEAN_KEY",
+    "PUBLISHED_SUMMARY_KEYS",
     "SETTINGS_KEY",
     "SUMMARY_FILENAME",
     "SUMMARY_KEYS",
@@ -47,14 +49,15 @@ EVAL_FILENAME = "TOFU_EVAL.json"
 SUMMARY_FILENAME = "TOFU_SUMMARY.json"
 
 #: The headline metrics of open-unlearning's TOFU evaluation, as TOFU_SUMMARY.json names
-#: them. A summary holds those a log allows: ``mia_reference`` needs a reference model's
-#: scores, ``forget_quality`` a retain model's log.
+#: them (its current tofu.yaml). A summary holds those a log allows: ``mia_reference`` needs
+#: a reference model's scores, ``forget_quality`` a retain model's log.
 SUMMARY_KEYS: tuple[str, ...] = (
     "exact_memorization",
     "extraction_strength",
     "forget_Q_A_Prob",
     "forget_Q_A_ROUGE",
     "forget_quality",
+    "forget_truth_ratio",
     "mia_gradnorm",
     "mia_loss",
     "mia_min_k",
@@ -64,6 +67,15 @@ SUMMARY_KEYS: tuple[str, ...] = (
     "model_utility",
     "privleak",
 )
+
+#: The summary keys of the published logs (a log without `SETTINGS_KEY`): their tofu.yaml
+#: computed ``forget_truth_ratio`` only on the way to forget quality, not as a headline.
+PUBLISHED_SUMMARY_KEYS: tuple[str, ...] = tuple(k for k in SUMMARY_KEYS
+                                                if k != "forget_truth_ratio")
+
+#: The opt-in summary key of the forget set's "extent of knowledge",
+#: `tofu_metrics.truth_ratio_prob_mean_score` (open-unlearning's ``prob_mean`` aggregator).
+PROB_MEAN_KEY = "forget_truth_ratio_prob_mean"
 
 #: Truth-ratio entries: name -> (correct-answer entry, perturbed-answers entry, aggregator).
 _TRUTH_RATIOS: dict[str, tuple[str, str, Callable[[Any], float]]] = {
@@ -177,9 +189,10 @@ def _has_samples(eval_log: Mapping[str, Any], *keys: str) -> bool:
     )
 
 
-def _truth_ratios_by_index(
+def _paired_losses(
     eval_log: Mapping[str, Any], correct_key: str, wrong_key: str
-) -> dict[str, float]:
+) -> tuple[list[str], list[Any], list[Any]]:
+    """Sample indices with both answers' average losses logged, and those losses."""
     correct = _samples(eval_log, correct_key)
     wrong = _samples(eval_log, wrong_key)
     if list(correct) != list(wrong):
@@ -192,10 +205,15 @@ def _truth_ratios_by_index(
         and correct[idx].get("avg_loss") is not None
         and wrong[idx].get("avg_loss") is not None
     ]
-    ratios = tm.truth_ratio(
-        [correct[idx]["avg_loss"] for idx in indices],
-        [wrong[idx]["avg_loss"] for idx in indices],
-    )
+    return (indices, [correct[idx]["avg_loss"] for idx in indices],
+            [wrong[idx]["avg_loss"] for idx in indices])
+
+
+def _truth_ratios_by_index(
+    eval_log: Mapping[str, Any], correct_key: str, wrong_key: str
+) -> dict[str, float]:
+    indices, correct, wrong = _paired_losses(eval_log, correct_key, wrong_key)
+    ratios = tm.truth_ratio(correct, wrong)
     return {idx: float(ratio) for idx, ratio in zip(indices, ratios, strict=True)}
 
 
@@ -318,11 +336,15 @@ def check_same_forget_split(eval_log: Mapping[str, Any], retain_log: Mapping[str
 
 
 def summarize_eval_log(
-    eval_log: Mapping[str, Any], retain_log: Mapping[str, Any] | None = None
+    eval_log: Mapping[str, Any], retain_log: Mapping[str, Any] | None = None,
+    *, prob_mean: bool = False,
 ) -> dict[str, float]:
     """The TOFU_SUMMARY.json numbers, recomputed from the per-sample values.
 
-    Keys as in TOFU_SUMMARY.json (`SUMMARY_KEYS` the log allows), sorted. With a retain
+    Keys as in TOFU_SUMMARY.json, sorted: `SUMMARY_KEYS` the log allows for a log this course
+    wrote, `PUBLISHED_SUMMARY_KEYS` for one open-unlearning wrote (no `SETTINGS_KEY`), so the
+    published summaries are reproduced as they are; ``prob_mean`` adds `PROB_MEAN_KEY` (from
+    the forget set's paraphrased and perturbed answers' losses). With a retain
     model's log (evaluated on the same forget split, else ValueError) it adds forget quality
     (KS test of the two forget truth-ratio distributions) and takes privleak's reference
     from the retain log's recomputed ``mia_min_k`` AUC; without one, privleak uses
@@ -330,7 +352,12 @@ def summarize_eval_log(
     summarised) and forget quality is left out.
     """
     metrics = recompute_metrics(eval_log)
-    summary = {key: metrics[key] for key in SUMMARY_KEYS if key in metrics}
+    keys = SUMMARY_KEYS if SETTINGS_KEY in eval_log else PUBLISHED_SUMMARY_KEYS
+    summary = {key: metrics[key] for key in keys if key in metrics}
+    if prob_mean:
+        correct_key, wrong_key, _ = _TRUTH_RATIOS["forget_truth_ratio"]
+        _, correct, wrong = _paired_losses(eval_log, correct_key, wrong_key)
+        summary[PROB_MEAN_KEY] = tm.truth_ratio_prob_mean_score(correct, wrong)
     reference_auc = tm.PRIVLEAK_DEFAULT_RETAIN_AUC
     if retain_log is not None:
         check_same_forget_split(eval_log, retain_log)

@@ -27,7 +27,7 @@ statistics of the whole vocabulary distribution, which the likelihood pass does 
 The attention mask the run used is stored in the log under `SETTINGS_KEY` (a key
 open-unlearning's readers ignore). Forget quality compares truth-ratio distributions, so a
 model evaluated with one mask must never be compared with a reference evaluated with the
-other (SPEC section 3): a published log, which carries no such key, counts as
+other: a published log, which carries no such key, counts as
 ``"open-unlearning"``.
 """
 
@@ -45,7 +45,14 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from unlearnlib import eval_logs
 from unlearnlib import tofu_metrics as tm
-from unlearnlib.data import HOLDOUT_OF_FORGET, TofuSource, load_tofu, resolve_source
+from unlearnlib.checks import check_at_least_one
+from unlearnlib.data import (
+    HOLDOUT_OF_FORGET,
+    TofuSource,
+    check_forget_split,
+    load_tofu,
+    resolve_source,
+)
 from unlearnlib.eval_logs import SETTINGS_KEY, check_same_mask_mode
 from unlearnlib.formatting import MaskMode, render_chat
 from unlearnlib.generation import decode_text, gold_text, rouge_records
@@ -196,6 +203,20 @@ def _load(config: str, source: TofuSource, max_samples: int | None) -> Any:
     return dataset.select(range(min(max_samples, len(dataset)))) if max_samples else dataset
 
 
+def evaluation_inputs(profile: Profile | str = "tiny", forget_split: str | None = None,
+                      source: str | Path | TofuSource | None = None,
+                      max_samples: int | None = None) -> tuple[Profile, str, TofuSource]:
+    """Check `evaluate_model`'s inputs without a model: the profile, the forget split (the
+    profile's by default), `max_samples` and the data source, so a command can refuse bad
+    input before it loads a model. Returns the profile, the forget split and the source."""
+    settings = get_profile(profile)
+    forget_split = check_forget_split(forget_split or settings.forget_split)
+    if max_samples is not None:
+        check_at_least_one(max_samples, "max_samples")
+    return (settings, forget_split,
+            resolve_source(source if source is not None else settings.data_source))
+
+
 def evaluate_model(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -217,20 +238,15 @@ def evaluate_model(
     ``max_new_tokens`` (each can be overridden). ``reference`` is the retain model's
     TOFU_EVAL.json (path or dict) on the same forget split: it gives forget quality
     (``KS_2samp(TR_model, TR_retain).pvalue``) and privleak's reference AUC; without it
-    forget quality is left out and privleak uses AUC_retain = 0.5. ``mask_mode`` must match
-    the reference's (ValueError otherwise). ``max_samples`` keeps the first rows of every
-    split, for a quick look.
+    forget quality is left out and privleak uses AUC_retain = 0.5. ``mask_mode`` (likelihoods
+    and generations alike) must match the reference's (ValueError otherwise): "lengths", the
+    default, measures a model by TOFU's own definition; "open-unlearning" reproduces how the
+    published logs were computed, to compare with them. ``max_samples`` keeps the first rows
+    of every split, for a quick look.
 
     Returns an `Evaluation` (log, summary; ``.frame()`` for a DataFrame).
     """
-    settings = get_profile(profile)
-    forget_split = forget_split or settings.forget_split
-    if forget_split not in HOLDOUT_OF_FORGET:
-        raise ValueError(f"forget_split must be one of {list(HOLDOUT_OF_FORGET)}, "
-                         f"not {forget_split!r}")
-    if max_samples is not None and max_samples < 1:
-        raise ValueError(f"max_samples must be a positive number, not {max_samples}")
-    src = resolve_source(source if source is not None else settings.data_source)
+    settings, forget_split, src = evaluation_inputs(profile, forget_split, source, max_samples)
     batch_size = batch_size or settings.eval_batch_size
     max_new_tokens = max_new_tokens or settings.max_new_tokens
     render_chat(tokenizer, "")  # a tokenizer without a chat template fails here, clearly
@@ -260,7 +276,8 @@ def evaluate_model(
     def rouge(dataset: Any) -> dict[str, Any]:
         return _entry(rouge_records(
             model, tokenizer, list(dataset["question"]), list(dataset["answer"]),
-            max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress))
+            max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
+            mask_mode=mask_mode))
 
     log.update({
         "forget_Q_A_Prob": _prob_entry(forget_scores.answer),

@@ -10,11 +10,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import datasets
 import torch
+from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import (
     PreTrainedModel,
     PrinterCallback,
@@ -31,6 +33,18 @@ from unlearnlib.losses import answer_logits, nll_loss
 from unlearnlib.profiles import Profile, resolve_device, resolve_dtype
 
 _HAS_WARMUP_RATIO = "warmup_ratio" in {f.name for f in dataclasses.fields(TrainingArguments)}
+
+
+def add_lora(model: PreTrainedModel, profile: Profile) -> PeftModel:
+    """`model` with the profile's LoRA adapters (`lora_rank`, `lora_alpha`,
+    `lora_target_modules`); its own weights are frozen."""
+    config = LoraConfig(r=profile.lora_rank, lora_alpha=profile.lora_alpha,
+                        target_modules=list(profile.lora_target_modules), lora_dropout=0.0,
+                        bias="none", task_type="CAUSAL_LM")
+    with warnings.catch_warnings():  # peft reads transformers 5's deprecated property
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
+                                category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 def encode_dataset(dataset: datasets.Dataset, tokenizer: Tokenizer,
@@ -109,6 +123,41 @@ class EpochProgress(TrainerCallback):
                   flush=True)
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradients became inf or NaN; the message names the step."""
+
+
+class FiniteTraining(TrainerCallback):
+    """Stop training at the first step whose gradients are not finite.
+
+    A NaN or infinite loss gives non-finite gradients, so this checks the loss too, before the
+    optimizer step can write NaN weights (the Trainer's log would show such a loss as 0.0).
+    Under fp16 the loss scaler skips a step whose scaled gradients overflow and lowers its
+    scale, so only `fp16_patience` such steps in a row count as divergence.
+    """
+
+    def __init__(self, fp16_patience: int = 30):
+        self.fp16_patience = fp16_patience
+        self._overflows = 0
+
+    def on_pre_optimizer_step(self, args: TrainingArguments, state: TrainerState,
+                              control: TrainerControl, model: torch.nn.Module | None = None,
+                              **kwargs: Any) -> None:
+        grads = [p.grad.detach().float().norm() for p in model.parameters()
+                 if p.grad is not None] if model is not None else []
+        norm = torch.stack(grads).norm() if grads else torch.tensor(0.0)
+        if torch.isfinite(norm):
+            self._overflows = 0
+            return
+        self._overflows += 1
+        if args.fp16 and self._overflows < self.fp16_patience:
+            return
+        raise TrainingDiverged(
+            f"Training diverged at step {state.global_step + 1} (epoch {state.epoch or 0:.3g}): "
+            f"the loss or its gradient norm is {norm.item()}. Lower the learning rate (it is "
+            f"{args.learning_rate:g}) and run again; no finished model was saved.")
+
+
 class AnswerOnlyTrainer(Trainer):
     """`Trainer` whose loss is the answer tokens' mean NLL, with logits for the answers only.
 
@@ -134,11 +183,13 @@ def finetune(model: PreTrainedModel, tokenizer: Tokenizer, dataset: datasets.Dat
              args: TrainingArguments, progress: str | None = None) -> list[dict[str, float]]:
     """Train `model` in place on QA rows with answer-only loss; returns the Trainer's log.
 
-    `progress` labels the `EpochProgress` lines that replace the Trainer's raw log dicts.
+    `progress` labels the `EpochProgress` lines that replace the Trainer's raw log dicts. A
+    non-finite loss or gradient raises `TrainingDiverged`.
     """
     trainer = AnswerOnlyTrainer(model=model, args=args,
                                 train_dataset=encode_dataset(dataset, tokenizer),
                                 data_collator=ChatCollator(tokenizer))
+    trainer.add_callback(FiniteTraining())
     trainer.remove_callback(PrinterCallback)  # the raw log dicts
     if progress is not None:
         trainer.add_callback(EpochProgress(progress))

@@ -76,7 +76,7 @@ class EncodedExample:
 def encode_example(tokenizer: PreTrainedTokenizerBase, question: str, answer: str,
                    system_prompt: str = SYSTEM_PROMPT, date_string: str = DATE_STRING,
                    max_length: int = 512) -> EncodedExample:
-    """Tokenise a QA pair with the SPEC section 3 loss mask.
+    """Tokenise a QA pair with TOFU's loss mask (the prompt's labels are -100).
 
     labels = [-100] * len(prompt) + chat_ids[len(prompt):]; an end-of-turn token is appended
     when the template did not end with one, as open-unlearning does.
@@ -149,6 +149,20 @@ def pad_batch(sequences: Sequence[Sequence[int]], pad_value: int,
     return ids, mask
 
 
+def apply_mask_mode(input_ids: torch.Tensor, length_mask: torch.Tensor, pad_value: int,
+                    mask_mode: MaskMode) -> torch.Tensor:
+    """The attention mask of a padded batch under `mask_mode`.
+
+    "lengths" keeps `length_mask` (padding only); "open-unlearning" is ``input_ids !=
+    pad_value``, which with pad = eos also hides every in-sequence <|eot_id|>.
+    """
+    if mask_mode == "lengths":
+        return length_mask
+    if mask_mode == "open-unlearning":
+        return (input_ids != pad_value).long()
+    raise ValueError(f"mask_mode must be 'lengths' or 'open-unlearning', not {mask_mode!r}")
+
+
 class ChatCollator:
     """Batch `EncodedExample`s (or dicts with input_ids/labels) for training and likelihood.
 
@@ -167,8 +181,7 @@ class ChatCollator:
         ids = [_field(e, "input_ids") for e in examples]
         input_ids, attention_mask = pad_batch(ids, self.pad_id, "right")
         labels, _ = pad_batch([_field(e, "labels") for e in examples], IGNORE_INDEX, "right")
-        if self.mask_mode == "open-unlearning":
-            attention_mask = (input_ids != self.pad_id).long()
+        attention_mask = apply_mask_mode(input_ids, attention_mask, self.pad_id, self.mask_mode)
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
@@ -177,9 +190,16 @@ def _field(example: EncodedExample | dict, name: str) -> list[int]:
 
 
 def generation_batch(tokenizer: PreTrainedTokenizerBase, questions: Sequence[str],
-                     system_prompt: str = SYSTEM_PROMPT,
-                     date_string: str = DATE_STRING) -> dict[str, torch.Tensor]:
-    """Left-padded prompts for batched `generate` (every prompt ends where generation starts)."""
+                     system_prompt: str = SYSTEM_PROMPT, date_string: str = DATE_STRING,
+                     mask_mode: MaskMode = "lengths") -> dict[str, torch.Tensor]:
+    """Left-padded prompts for batched `generate` (every prompt ends where generation starts).
+
+    The attention mask follows `mask_mode` (`apply_mask_mode`); `generate` derives the
+    position ids from it (``cumsum(mask) - 1``), so under "open-unlearning" every token after
+    a hidden <|eot_id|> sits one position earlier per hidden token, as in open-unlearning.
+    """
     prompts = [encode_prompt(tokenizer, q, system_prompt, date_string) for q in questions]
-    input_ids, attention_mask = pad_batch(prompts, pad_id(tokenizer), "left")
-    return {"input_ids": input_ids, "attention_mask": attention_mask}
+    pad = pad_id(tokenizer)
+    input_ids, attention_mask = pad_batch(prompts, pad, "left")
+    return {"input_ids": input_ids,
+            "attention_mask": apply_mask_mode(input_ids, attention_mask, pad, mask_mode)}

@@ -1,11 +1,15 @@
 """Answers to TOFU questions (greedy, or sampled) and their ROUGE against the gold answers.
 
-Prompts are the chat of SPEC section 3 up to the assistant header, left-padded so every row
-ends where generation starts (`formatting.generation_batch`). Decoding is greedy unless
-sampling is asked for (the leak audit's best-of-N probes), stops at <|eot_id|>, and the
-texts are decoded as open-unlearning decodes them (special tokens skipped, tokenisation
-spaces cleaned up, stripped), so a logged ``generation`` and ``ground_truth`` read exactly
-like the published ones (e.g. "Mammadov , is" becomes "Mammadov, is" in both).
+Prompts are the Llama-3.2 chat (`formatting.render_chat`) up to the assistant header,
+left-padded so every row ends where generation starts (`formatting.generation_batch`). Decoding
+is greedy unless sampling is asked for (the leak audit's best-of-N probes), stops at
+<|eot_id|>, and the texts are decoded as open-unlearning decodes them (special tokens
+skipped, tokenisation spaces cleaned up, stripped), so a logged ``generation`` and
+``ground_truth`` read exactly like the published ones (e.g. "Mammadov , is" becomes
+"Mammadov, is" in both).
+
+With ``mask_mode="open-unlearning"`` the prompts get open-unlearning's attention mask, which
+hides the prompt's <|eot_id|> tokens and so moves every later position (`generation_batch`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,13 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from unlearnlib import tofu_metrics as tm
-from unlearnlib.formatting import encode_example, encode_prompt, generation_batch, pad_id
+from unlearnlib.formatting import (
+    MaskMode,
+    encode_example,
+    encode_prompt,
+    generation_batch,
+    pad_id,
+)
 from unlearnlib.models import inference_mode, model_device
 
 __all__ = ["decode_text", "generate_answers", "gold_text", "rouge_records"]
@@ -52,6 +62,7 @@ def generate_answers(
     temperature: float = 1.0,
     top_p: float = 1.0,
     seed: int | None = None,
+    mask_mode: MaskMode = "lengths",
 ) -> list[str]:
     """One answer to each question, cut at the end-of-turn token: greedy unless `do_sample`.
 
@@ -59,7 +70,8 @@ def generate_answers(
     order. With `do_sample` each answer is drawn at `temperature` from the nucleus `top_p`
     (no top-k cut-off); `torch.manual_seed(seed)` is set once before the batches when a seed
     is given. The batch order depends only on the questions, so the same seed, questions and
-    batch size give the same samples.
+    batch size give the same samples. `mask_mode` picks the prompts' attention mask and with
+    it the position ids `generate` derives (`formatting.generation_batch`).
     """
     if not questions:
         raise ValueError("no questions to answer: the split is empty")
@@ -82,7 +94,8 @@ def generate_answers(
                                  leave=False) as bar:
         for start in range(0, len(order), batch_size):
             batch = order[start:start + batch_size]
-            inputs = generation_batch(tokenizer, [questions[i] for i in batch])
+            inputs = generation_batch(tokenizer, [questions[i] for i in batch],
+                                      mask_mode=mask_mode)
             output = model.generate(
                 input_ids=inputs["input_ids"].to(device),
                 attention_mask=inputs["attention_mask"].to(device),
@@ -107,18 +120,20 @@ def rouge_records(
     max_new_tokens: int,
     batch_size: int = 32,
     progress: bool = False,
+    mask_mode: MaskMode = "lengths",
 ) -> list[dict[str, Any]]:
     """Per question, ROUGE of the greedy answer against the gold one, as TOFU_EVAL.json logs it.
 
     ``{"rouge1_recall", "rougeL_f1", "rougeL_recall", "input", "ground_truth",
     "generation"}``; rougeL_recall = LCS(gold, generated) / |gold| in stemmed words
     (`tofu_metrics.rouge_recall`). ``input`` is the decoded prompt and ``ground_truth`` the
-    decoded gold answer, both as open-unlearning writes them.
+    decoded gold answer, both as open-unlearning writes them. Answers are generated under
+    `mask_mode` (`generate_answers`).
     """
     if len(questions) != len(answers):
         raise ValueError(f"{len(questions)} questions but {len(answers)} answers")
     generations = generate_answers(model, tokenizer, questions, max_new_tokens=max_new_tokens,
-                                   batch_size=batch_size, progress=progress)
+                                   batch_size=batch_size, progress=progress, mask_mode=mask_mode)
     records = []
     for question, answer, generation in zip(questions, answers, generations, strict=True):
         gold = gold_text(tokenizer, question, answer)

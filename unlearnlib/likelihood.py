@@ -37,6 +37,7 @@ from unlearnlib.formatting import (
     IGNORE_INDEX,
     ChatCollator,
     MaskMode,
+    apply_mask_mode,
     encode_examples,
     pad_batch,
     pad_id,
@@ -236,8 +237,7 @@ def _score_shared(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
         -max(len(encoded[i].input_ids) for i in groups[p]) + len(p), -len(p)))
     for chunk in _shared_chunks(prompts, groups, encoded, batch_size):
         prompt_ids, prompt_mask = pad_batch([p[:-1] for p in chunk], pad, "right")
-        if mask_mode == "open-unlearning":
-            prompt_mask = (prompt_ids != pad).long()
+        prompt_mask = apply_mask_mode(prompt_ids, prompt_mask, pad, mask_mode)
         out = model(input_ids=prompt_ids.to(device), attention_mask=prompt_mask.to(device),
                     use_cache=True, logits_to_keep=1)
         cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
@@ -251,8 +251,7 @@ def _score_shared(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
         targets, _ = pad_batch(
             [encoded[position].input_ids[len(chunk[k]):] for k, position in owners],
             IGNORE_INDEX, "right")
-        if mask_mode == "open-unlearning":
-            answer_mask = (answer_ids != pad).long()
+        answer_mask = apply_mask_mode(answer_ids, answer_mask, pad, mask_mode)
         starts = torch.tensor([len(chunk[k]) - 1 for k, _ in owners]).unsqueeze(1)
         positions = starts + torch.arange(answer_ids.shape[1]).unsqueeze(0)
         mask = torch.cat([prompt_mask[[k for k, _ in owners]], answer_mask], dim=1)
@@ -280,10 +279,10 @@ def score_answers(
     """Teacher-forced log-likelihood of each ``answers[i]`` given ``questions[i]``.
 
     ``log p(y | x) = sum_t log p(y_t | x, y_<t)`` over the answer tokens and the final
-    end-of-turn token, under the chat format of SPEC section 3. Batches of ``batch_size``
+    end-of-turn token, under the Llama-3.2 chat format (`formatting`). Batches of ``batch_size``
     sequences, sorted by length (results come back in input order). ``share_prompts`` scores
     repeated questions against one cached prompt (default: when some question repeats);
-    ``mask_mode`` picks the course's mask or open-unlearning's (SPEC section 3). ``label``
+    ``mask_mode`` picks the course's mask or open-unlearning's. ``label``
     and ``sample_ids`` name samples in the error raised on a NaN or infinite loss.
     """
     if len(questions) != len(answers):

@@ -1,4 +1,4 @@
-"""The unlearning objectives, one small function each, next to its equation (SPEC section 4).
+"""The unlearning objectives, one small function each, next to its equation.
 
 Notation: a batch holds answers y_i to prompts x_i; labels are -100 over the prompt, so only
 the answer tokens (and the final end-of-turn token) count. ``log pi(y|x)`` is the SUM of the

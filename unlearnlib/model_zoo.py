@@ -33,7 +33,7 @@ import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import datasets
 import torch
@@ -48,10 +48,18 @@ from unlearnlib.finetune import finetune, training_arguments
 from unlearnlib.models import load_model, load_tokenizer, save_model, torch_threads
 from unlearnlib.paths import PACKAGE_DIR, artifacts_dir
 from unlearnlib.profiles import Profile, get_profile, resolve_device, resolve_dtype
+from unlearnlib.shipped import (
+    SHIPPED_DIR,
+    file_sha256,
+    read_manifest,
+    ship_models,
+    shipped_model,
+)
 from unlearnlib.tiny import build_model, build_tokenizer
 
-Role = Literal["base", "full", "retain"]
 ROLES: tuple[str, ...] = ("base", "full", "retain")
+#: The roles a profile unlearns from and compares against (base only starts them).
+TRAINED_ROLES: tuple[str, ...] = ("full", "retain")
 #: The file in each cached model folder that records its configuration and weights' hash.
 BUILD_RECORD = "build.json"
 WEIGHTS = "model.safetensors"
@@ -61,7 +69,7 @@ _UNLEARNING_CODE = (*_TRAINING_CODE, "unlearn.py")
 #: The profile fields that shape an unlearned model.
 _UNLEARNING_FIELDS = ("unlearn_epochs", "learning_rate", "train_batch_size",
                       "gradient_accumulation_steps", "seed", "precision", "use_lora", "lora_rank",
-                      "lora_alpha", "lora_target_modules")
+                      "lora_alpha", "lora_target_modules", "train_threads")
 
 
 @dataclass(frozen=True)
@@ -76,9 +84,19 @@ class TinyRecipe:
     base_epochs: int = 30
     #: Replay `general_knowledge` while fine-tuning full and retain (keeps model utility).
     replay_general_knowledge: bool = True
+    #: Seed of the initial weights and the data order. The profile's own seed drives
+    #: unlearning, so a run with another profile seed starts from the same models.
+    seed: int = 0
 
 
 TINY_RECIPE = TinyRecipe()
+#: The tiny models shipped with the package, by shipped name: (role, recipe). The second
+#: retain model (another seed) measures the noise floor of forget quality.
+SHIPPED_TINY_MODELS: dict[str, tuple[str, TinyRecipe]] = {
+    "full": ("full", TINY_RECIPE),
+    "retain": ("retain", TINY_RECIPE),
+    "retain-seed1": ("retain", dataclasses.replace(TINY_RECIPE, seed=1)),
+}
 
 
 def _training_split(profile: Profile, role: str) -> str:
@@ -118,8 +136,8 @@ def build_config(profile: Profile, role: str, recipe: TinyRecipe | None = None) 
         "split": _training_split(profile, role),
         "data_checksum": _data_checksum(profile),
         "code_version": _code_version(),
+        "torch": torch.__version__,
         "tiny_model": dataclasses.asdict(profile.tiny_model),
-        "seed": profile.seed,
         "train_batch_size": profile.train_batch_size,
         "gradient_accumulation_steps": profile.gradient_accumulation_steps,
         "epochs": recipe.base_epochs if role == "base" else profile.finetune_epochs,
@@ -141,14 +159,6 @@ def tiny_model_dir(profile: Profile, role: str, recipe: TinyRecipe | None = None
     return artifacts_dir("models") / f"tiny-{role}-{cache_key(profile, role, recipe)}"
 
 
-def _sha256(file: Path) -> str:
-    digest = hashlib.sha256()
-    with file.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def is_complete(folder: Path) -> bool:
     """A cached model folder is usable: record, tokenizer, and weights whose hash matches."""
     record, weights = folder / BUILD_RECORD, folder / WEIGHTS
@@ -158,7 +168,7 @@ def is_complete(folder: Path) -> bool:
         expected = json.loads(record.read_text())["weights_sha256"]
     except (ValueError, KeyError):
         return False
-    return _sha256(weights) == expected
+    return file_sha256(weights) == expected
 
 
 def _training_rows(profile: Profile, role: str, recipe: TinyRecipe) -> datasets.Dataset:
@@ -174,15 +184,16 @@ def _train_tiny(profile: Profile, role: str, recipe: TinyRecipe, verbose: bool
                 ) -> tuple[PreTrainedModel, Tokenizer, list[dict[str, float]]]:
     if role == "base":
         tokenizer = build_tokenizer(profile.tiny_model.vocab_size, profile.data_source)
-        model = build_model(tokenizer, profile.tiny_model, seed=profile.seed)
+        model = build_model(tokenizer, profile.tiny_model, seed=recipe.seed)
     else:
         base = ensure_tiny_model(profile, "base", recipe, verbose)
         model, tokenizer = load_model(base), load_tokenizer(base)
     epochs = recipe.base_epochs if role == "base" else profile.finetune_epochs
     args = training_arguments(profile, artifacts_dir("runs", f"tiny-{role}"),
                               num_train_epochs=epochs, learning_rate=recipe.learning_rate,
-                              warmup_ratio=recipe.warmup)
-    with torch_threads(1):
+                              warmup_ratio=recipe.warmup, seed=recipe.seed,
+                              data_seed=recipe.seed)
+    with torch_threads(profile.train_threads or 1):
         log = finetune(model, tokenizer, _training_rows(profile, role, recipe), args,
                        progress=f"tiny {role}" if verbose else None)
     return model.eval(), tokenizer, log
@@ -190,23 +201,39 @@ def _train_tiny(profile: Profile, role: str, recipe: TinyRecipe, verbose: bool
 
 def ensure_tiny_model(profile: Profile | str = "tiny", role: str = "full",
                       recipe: TinyRecipe | None = None, verbose: bool = True) -> Path:
-    """The folder of the cached tiny model of `role`, trained first if missing or corrupt.
+    """The folder of the tiny model of `role`: one trained on this machine (cached), else the
+    one shipped with the package, else trained now (also when missing or corrupt).
 
-    Base is built before full and retain (they start from it). The folder is written under a
-    temporary name and renamed when complete, so an interrupted build never looks finished.
-    `recipe` defaults to `TINY_RECIPE`.
+    `profile.train_from_scratch` skips the shipped models. Base is built before full and
+    retain (they start from it). The folder is written under a temporary name and renamed
+    when complete, so an interrupted build never looks finished. `recipe` defaults to
+    `TINY_RECIPE`.
     """
     profile = get_profile(profile) if isinstance(profile, str) else profile
     recipe = recipe or TINY_RECIPE
+    available = available_tiny_model(profile, role, recipe)
+    if available is not None:
+        return available
     folder = tiny_model_dir(profile, role, recipe)
-    if is_complete(folder):
-        return folder
     if folder.exists():
         if verbose:
             print(f"tiny {role}: cached model at {folder} is incomplete or corrupt; rebuilding")
         shutil.rmtree(folder)
     model, tokenizer, log = _train_tiny(profile, role, recipe, verbose)
     return _save_complete(model, tokenizer, folder, build_config(profile, role, recipe), log)
+
+
+def available_tiny_model(profile: Profile, role: str, recipe: TinyRecipe | None = None
+                         ) -> Path | None:
+    """The tiny model of `role` without training: cached here, else shipped (unless the
+    profile trains from scratch), else None."""
+    recipe = recipe or TINY_RECIPE
+    folder = tiny_model_dir(profile, role, recipe)
+    if is_complete(folder):
+        return folder
+    if profile.train_from_scratch:
+        return None
+    return shipped_model(build_config(profile, role, recipe))
 
 
 def _save_complete(model: PreTrainedModel, tokenizer: Tokenizer, folder: Path, config: dict,
@@ -216,7 +243,7 @@ def _save_complete(model: PreTrainedModel, tokenizer: Tokenizer, folder: Path, c
     save_model(model, tokenizer, partial)
     losses = [entry["loss"] for entry in log if "loss" in entry]
     record = {**config, "final_train_loss": losses[-1] if losses else None,
-              "weights_sha256": _sha256(partial / WEIGHTS)}
+              "weights_sha256": file_sha256(partial / WEIGHTS)}
     (partial / BUILD_RECORD).write_text(json.dumps(record, indent=2))
     try:
         partial.rename(folder)
@@ -251,43 +278,89 @@ def _ensure_in_worker(profile: Profile, role: str, recipe: TinyRecipe, lines: An
 
 def build_tiny_models(profile: Profile | str = "tiny", recipe: TinyRecipe | None = None,
                       verbose: bool = True, jobs: int | None = None) -> dict[str, Path]:
-    """Base, full and retain tiny models (cached), as {role: folder}.
+    """The full and retain tiny models, as {role: folder}: cached or shipped ones as they are,
+    missing ones trained (base first, which they start from).
 
-    After base, full and retain train side by side in `jobs` processes (default: 2 when the
-    machine has 2 cores or more), one torch thread each, as every tiny model trains (so the
-    weights do not depend on the machine). Their progress lines are printed here, so they
-    show in a notebook's cell.
+    Full and retain train side by side in `jobs` processes (default: 2 when the machine has
+    2 cores or more), one torch thread each, as every tiny model trains. Their progress lines
+    are printed here, so they show in a notebook's cell.
     """
     profile = get_profile(profile) if isinstance(profile, str) else profile
     recipe = recipe or TINY_RECIPE
-    folders = {"base": ensure_tiny_model(profile, "base", recipe, verbose)}
-    missing = [role for role in ("full", "retain") if not is_complete(
-        tiny_model_dir(profile, role, recipe))]
+    missing = [role for role in TRAINED_ROLES
+               if available_tiny_model(profile, role, recipe) is None]
     jobs = min(2, os.cpu_count() or 1) if jobs is None else jobs
-    if jobs < 2 or len(missing) < 2:
-        return {role: ensure_tiny_model(profile, role, recipe, verbose) for role in ROLES}
+    if missing:
+        ensure_tiny_model(profile, "base", recipe, verbose)
+    if jobs >= 2 and len(missing) == 2:
+        _train_side_by_side(profile, recipe, missing, jobs, verbose)
+    return {role: ensure_tiny_model(profile, role, recipe, verbose) for role in TRAINED_ROLES}
+
+
+def _train_side_by_side(profile: Profile, recipe: TinyRecipe, roles: list[str], jobs: int,
+                        verbose: bool) -> None:
+    """Train `roles` in spawned processes, forwarding their progress lines."""
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager, ProcessPoolExecutor(jobs, mp_context=context) as pool:
         lines = manager.Queue() if verbose else None
-        futures = {role: pool.submit(_ensure_in_worker, profile, role, recipe, lines)
-                   for role in missing}
-        while lines is not None and not all(f.done() for f in futures.values()):
+        futures = [pool.submit(_ensure_in_worker, profile, role, recipe, lines) for role in roles]
+        while lines is not None and not all(f.done() for f in futures):
             with contextlib.suppress(queue.Empty):
                 print(lines.get(timeout=0.2), flush=True)
         while lines is not None and not lines.empty():
             print(lines.get(), flush=True)
-        folders.update({role: future.result() for role, future in futures.items()})
-    return {role: folders[role] for role in ROLES}
+        for future in futures:
+            future.result()
+
+
+def same_as_shipped(profile: Profile, role: str, folder: Path,
+                    recipe: TinyRecipe | None = None) -> bool | None:
+    """Whether `folder` holds the same weights as the shipped model of the same settings
+    (None when none is shipped, or `folder` is that model)."""
+    shipped = shipped_model(build_config(profile, role, recipe))
+    if shipped is None or shipped == folder:
+        return None
+    return file_sha256(shipped / WEIGHTS) == file_sha256(folder / WEIGHTS)
+
+
+def second_retain_model(profile: Profile | str = "tiny") -> str | Path | None:
+    """A retain model trained like the profile's but from another seed (on tiny: shipped), or
+    None where the profile has none.
+
+    Its forget quality against the first retain model is the noise floor: the score of a
+    model that is, by construction, as good as retain.
+    """
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    name = profile.second_retain_model
+    if name != "tiny":
+        return name
+    return ensure_tiny_model(profile, *SHIPPED_TINY_MODELS["retain-seed1"])
+
+
+def ship_tiny_models(folder: Path = SHIPPED_DIR, verbose: bool = True) -> Path:
+    """Train every shipped tiny model from scratch on this machine and ship them to `folder`.
+
+    Run by the maintainers (`unlearnlib models ship`) after changing the tiny recipe, the
+    profile's model fields or TOFU-mini; every student then starts from these weights.
+    """
+    profile = get_profile("tiny", train_from_scratch=True)
+    build_tiny_models(profile, verbose=verbose)
+    built = {name: ensure_tiny_model(profile, role, recipe, verbose)
+             for name, (role, recipe) in SHIPPED_TINY_MODELS.items()}
+    return ship_models(built, folder, threads=profile.train_threads or 1)
 
 
 def unlearned_config(profile: Profile, method: str = "npo") -> dict:
     """Everything that shapes the course's unlearned model: the input of its cache key."""
     from unlearnlib.unlearn import objective
 
-    full = profile.full_model
+    full = model_source(profile, "full")
+    if isinstance(full, Path):  # a folder: keyed by its weights, wherever they came from
+        full = json.loads((full / BUILD_RECORD).read_text())["weights_sha256"]
     return {
         "method": dataclasses.asdict(objective(method)),
-        "full_model": cache_key(profile, "full") if full == "tiny" else str(full),
+        "full_model": full,
+        "torch": torch.__version__,
         "forget_split": profile.forget_split,
         "data_checksum": _data_checksum(profile),
         "code_version": _code_version(_UNLEARNING_CODE),
@@ -330,6 +403,21 @@ def model_source(profile: Profile | str, role: str) -> str | Path:
         raise ValueError(f"role must be 'full' or 'retain', not {role!r}.")
     name = profile.full_model if role == "full" else profile.retain_model
     return ensure_tiny_model(profile, role) if name == "tiny" else name
+
+
+def describe_source(source: str | Path) -> str:
+    """Where a model comes from, in words: shipped (with the machine that trained it), trained
+    on this machine, a local folder, or a Hub id."""
+    if not isinstance(source, Path):
+        return f"{source} (Hugging Face Hub)"
+    if source.parent == SHIPPED_DIR:
+        built = read_manifest()["built_with"]
+        return (f"shipped with unlearnlib ({source.name}; trained by `{built['command']}` on "
+                f"{built['torch_threads']} thread(s) of a {built['processor']}, torch "
+                f"{built['torch']})")
+    if (source / BUILD_RECORD).is_file():
+        return f"trained on this machine (cached as {source.name})"
+    return f"local folder {source}"
 
 
 def model_sources(profile: Profile | str, verbose: bool = True) -> dict[str, str | Path]:

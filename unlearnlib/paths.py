@@ -29,7 +29,13 @@ def home_dir() -> Path:
         root = REPO_ROOT / "artifacts"
     else:
         root = Path.home() / ".cache" / "unlearnlib"
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        where = f"${HOME_ENV}={os.environ[HOME_ENV]}" if os.environ.get(HOME_ENV) else str(root)
+        raise NotADirectoryError(
+            f"{where} is not a folder unlearnlib can create or write to ({error.strerror}): "
+            f"set ${HOME_ENV} to a writable folder (or unset it).") from error
     return root.resolve()
 
 

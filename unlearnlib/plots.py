@@ -232,3 +232,33 @@ def plot_training_curves(frame: pd.DataFrame, metrics: dict[str, str] | None = N
         ax.set(xlabel="epoch", ylabel=label, title=label.split(" (")[0].capitalize())
     np.atleast_1d(axes)[0].legend(title="method")
     return figure
+
+
+def plot_seed_spread(spread: pd.DataFrame, noise_floor: float | None = None,
+                     utility: dict[str, float] | None = None) -> Figure:
+    """Forget quality (log scale) and model utility of one recipe over seeds, a dot a seed.
+
+    `spread` has one row per seed with `forget_quality` and `model_utility`; the 0.05 line
+    is where the KS test starts to reject, `noise_floor` (a second retain model's forget
+    quality) what a model as good as retain scores, and `utility` maps model names (e.g.
+    full, retain) to reference lines on the utility panel.
+    """
+    figure, (left, right) = plt.subplots(1, 2, figsize=(8.0, 3.2))
+    panels = ((left, "forget_quality", "forget quality (log scale)"),
+              (right, "model_utility", "model utility"))
+    for ax, column, label in panels:
+        sns.stripplot(y=spread[column], ax=ax, color=_ORANGE, size=8, jitter=0.08,
+                      log_scale=column == "forget_quality")
+        ax.set_ylabel(label)
+        ax.set_xticks([])
+    left.axhline(0.05, color=_VERMILION, linestyle="--", label="0.05")
+    if noise_floor is not None:
+        left.axhline(noise_floor, color=_GREEN, linestyle=":", label="second retain model")
+    left.legend(loc="lower left", fontsize="small")
+    for name, value in (utility or {}).items():
+        right.axhline(value, color=MODEL_PALETTE.get(name, _GREY), linestyle=":", label=name)
+    if utility:
+        right.legend(loc="lower left", fontsize="small")
+    figure.suptitle(f"One recipe, {len(spread)} seeds")
+    figure.tight_layout()
+    return figure

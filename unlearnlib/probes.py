@@ -1,7 +1,7 @@
 """The probe families of the leak audit: many ways of asking a model for a forget fact.
 
 Forget quality compares distributions; a leak probe asks whether one forgotten fact can still
-be drawn out (SPEC section 5, after Lynch et al. 2024). Each family function probes ONE model
+be drawn out (after Lynch et al. 2024). Each family function probes ONE model
 on the forget facts (`forget_facts`: one row per forget question with its key span and
 author) and returns records with `recall.RECORD_COLUMNS`, one per (fact, probe, seed):
 
@@ -39,11 +39,10 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pandas as pd
-from peft import LoraConfig, get_peft_model
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from unlearnlib.data import TofuSource, author_ids, load_tofu
-from unlearnlib.finetune import finetune, training_arguments
+from unlearnlib.finetune import add_lora, finetune, training_arguments
 from unlearnlib.formatting import render_chat
 from unlearnlib.generation import generate_answers
 from unlearnlib.key_spans import key_spans_for
@@ -377,10 +376,7 @@ def relearn_probes(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     """
     trained_on, probed = split_authors(facts["author"], seed)
     rows = facts[facts["author"].isin(trained_on)]
-    lora = LoraConfig(r=profile.lora_rank, lora_alpha=profile.lora_alpha,
-                      target_modules=list(profile.lora_target_modules), lora_dropout=0.0,
-                      bias="none", task_type="CAUSAL_LM")
-    learner = get_peft_model(copy.deepcopy(model), lora)
+    learner = add_lora(copy.deepcopy(model), profile)
     with tempfile.TemporaryDirectory(prefix="relearn-") as output_dir:
         args = training_arguments(profile, output_dir, num_train_epochs=epochs,
                                   learning_rate=learning_rate, seed=seed, data_seed=seed,

@@ -56,7 +56,21 @@ class Profile:
     unlearn_epochs: int = 10
     learning_rate: float = 1e-5
     max_new_tokens: int = 200
+    #: Seed of unlearning (retain pairing, data order) and of sampling in the audit. The
+    #: starting models do not depend on it, so another seed is another run from the same start.
     seed: int = 0
+    #: torch threads while training (None: torch's default). One thread makes tiny runs give
+    #: the same weights on every thread count, and is faster on a busy 2-core machine.
+    train_threads: int | None = None
+    #: Tiny profile: train the base, full and retain models on this machine instead of using
+    #: the ones shipped with the package (which every student shares).
+    train_from_scratch: bool = False
+    #: Seeds the run-to-run spread of notebooks 05 and 07 trains the unlearning recipe with
+    #: (one full unlearning run each: cheap on tiny, an hour on a T4 for four).
+    spread_seeds: tuple[int, ...] = ()
+    #: A second retain model (another seed) for the noise floor of forget quality, or None
+    #: where none is published. "tiny": the course's own, shipped with the package.
+    second_retain_model: str | None = None
     tiny_model: TinyModelSize = field(default_factory=TinyModelSize)
 
     def replace(self, **overrides: Any) -> Profile:
@@ -67,8 +81,9 @@ class Profile:
             raise TypeError(
                 f"Profile has no field(s) {unknown}. Valid fields: {', '.join(sorted(valid))}"
             )
-        if "lora_target_modules" in overrides:
-            overrides["lora_target_modules"] = tuple(overrides["lora_target_modules"])
+        for name in ("lora_target_modules", "spread_seeds"):
+            if name in overrides:
+                overrides[name] = tuple(overrides[name])
         if isinstance(overrides.get("tiny_model"), dict):
             overrides["tiny_model"] = TinyModelSize(**overrides["tiny_model"])
         return dataclasses.replace(self, **overrides)
@@ -83,8 +98,11 @@ PROFILES: dict[str, Profile] = {
         data_source="mini",
         full_model="tiny",
         retain_model="tiny",
+        second_retain_model="tiny",
+        spread_seeds=(0, 1, 2, 3),
         precision="fp32",
         use_lora=False,
+        train_threads=1,
         train_batch_size=16,
         eval_batch_size=64,
         # 17 epochs (lr 2e-3, `model_zoo.TinyRecipe`) memorise TOFU-mini's authors: greedy

@@ -25,11 +25,14 @@ import contextlib
 import hashlib
 import itertools
 import json
+import logging
 import multiprocessing
 import os
 import shutil
+import signal
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,7 +42,9 @@ import yaml
 from unlearnlib.course import (
     KERNEL_ARGUMENTS,
     KERNEL_NAME,
+    check_parameters,
     course_environment,
+    ctrl_c_flag,
     temporary_environment,
 )
 from unlearnlib.paths import PACKAGE_DIR
@@ -76,8 +81,22 @@ _ABBREVIATIONS = {"method": "", "lr": "lr", "epochs": "ep", "alpha": "a", "beta"
 
 
 def load_grid(path: str | Path) -> dict[str, list[Any]]:
-    """A grid YAML file as {parameter: [values]} (scalars become one-value lists)."""
-    data = yaml.safe_load(Path(path).read_text())
+    """A grid YAML file as {parameter: [values]} (scalars become one-value lists).
+
+    `examples/NAME.yaml` that is not here is read from the copy shipped in the package.
+    """
+    path = Path(path)
+    shipped = PACKAGE_DIR / "examples" / path.name
+    if not path.is_file() and path.parent.name == "examples" and shipped.is_file():
+        path = shipped
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ValueError(f"{path}{where}: not valid YAML ({problem}); a grid is a mapping of "
+                         "parameter: [values, ...], indented with spaces.") from error
     if not isinstance(data, Mapping) or not data:
         raise ValueError(f"{path}: a grid is a YAML mapping of parameter: [values, ...]")
     grid = {str(k): list(v) if isinstance(v, list) else [v] for k, v in data.items()}
@@ -248,11 +267,76 @@ def run_point(point: Mapping[str, Any], profile: str, out: str | Path, threads: 
                                        extra_arguments=list(KERNEL_ARGUMENTS))
     except Exception as error:  # recorded: the sweep goes on with the other points
         return PointRun(name, "failed", round(time.perf_counter() - start, 1),
-                        f"{type(error).__name__}: {error}"[:500])
+                        _error_text(error))
     seconds = round(time.perf_counter() - start, 1)
     if load_results(folder) is None:
         return PointRun(name, "failed", seconds, f"the notebook wrote no complete {RESULTS_FILE}")
     return PointRun(name, "ran", seconds)
+
+
+def _error_text(error: Exception) -> str:
+    """`ename: evalue` of a failed cell (papermill's message is the whole traceback), else the
+    exception's type and first line."""
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(error, PapermillExecutionError):
+        return f"{error.ename}: {error.evalue}"
+    return f"{type(error).__name__}: {str(error).strip().partition(chr(10))[0]}"
+
+
+#: Parameters the sweep sets itself for every point.
+RESERVED_PARAMETERS = ("PROFILE", "OUT_DIR", "POINT_ID")
+
+
+def check_grid(points: Sequence[Mapping[str, Any]], extra: Mapping[str, Any],
+               template: str | Path = TEMPLATE) -> None:
+    """Refuse grid keys and -p names the template does not declare, reserved names, and
+    values of the wrong kind or range (`course.check_parameters`), before any kernel starts."""
+    names = {k.upper() for point in points[:1] for k in point} | set(extra)
+    reserved = sorted(names & set(RESERVED_PARAMETERS))
+    if reserved:
+        raise ValueError(f"{reserved} are set by the sweep itself: use --profile and --out.")
+    for point in points:
+        check_parameters([template], {**{k.upper(): v for k, v in point.items()}, **extra},
+                         given_as="grid key or -p")
+
+
+def _run_point_in_worker(point: Mapping[str, Any], *args: Any) -> PointRun:
+    """`run_point` in a pool worker: Ctrl-C stops the point (recorded as failed, redone by
+    the next run), and the worker, idle again, goes back to ignoring it."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return run_point(point, *args)
+    except KeyboardInterrupt:
+        # The notebook client's abandoned tasks would log their tracebacks later.
+        logging.getLogger("asyncio").disabled = True
+        return PointRun(point_id(point), "failed", 0.0, "interrupted")
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _in_order(submit: Callable[[Mapping[str, Any]], concurrent.futures.Future[PointRun]],
+              points: Sequence[Mapping[str, Any]], jobs: int, stop: threading.Event
+              ) -> Iterator[PointRun]:
+    """Run `points` through `submit`, at most `jobs` at a time, yielding results in order.
+
+    Only `jobs` are ever submitted (a pool would mark queued ones as running, beyond
+    cancelling), and the wait is sliced, so after Ctrl-C no further point starts.
+    """
+    futures: list[concurrent.futures.Future[PointRun]] = []
+    for index in range(len(points)):
+        while True:
+            running = [f for f in futures if not f.done()]
+            while len(futures) < len(points) and len(running) < jobs and not stop.is_set():
+                futures.append(submit(points[len(futures)]))
+                running.append(futures[-1])
+            if futures[index].done():
+                break
+            if stop.is_set():
+                raise KeyboardInterrupt
+            concurrent.futures.wait(running, timeout=0.2,
+                                    return_when=concurrent.futures.FIRST_COMPLETED)
+        yield futures[index].result()
 
 
 def _kernel_threads(jobs: int) -> int:
@@ -275,6 +359,7 @@ def run_sweep(grid: Mapping[str, Sequence[Any]] | str | Path, profile: str = "ti
     """
     get_profile(profile)  # an unknown or unavailable profile fails before any notebook
     grid = load_grid(grid) if isinstance(grid, str | Path) else grid
+    check_grid(grid_points(grid), extra or {}, template)
     points = shard_points(grid_points(grid), *shard)
     ids = [point_id(p) for p in points]
     if len(set(ids)) != len(ids):
@@ -285,23 +370,37 @@ def run_sweep(grid: Mapping[str, Sequence[Any]] | str | Path, profile: str = "ti
     threads = _kernel_threads(jobs)
     start = time.perf_counter()
     waiting = {point_id(p) for p in pending}
-    with contextlib.ExitStack() as stack:
-        if jobs == 1:  # no worker process to start: it would import torch and papermill again
-            finished = (run_point(p, profile, str(out), threads, extra, template)
-                        for p in pending)
-        else:
-            pool = stack.enter_context(concurrent.futures.ProcessPoolExecutor(
-                jobs, mp_context=multiprocessing.get_context("spawn")))
-            futures = [pool.submit(run_point, p, profile, str(out), threads, extra, template)
-                       for p in pending]
-            finished = (future.result() for future in futures)
-        runs = []
-        for name in ids:  # pending keeps grid order, so `finished` yields in this order
-            runs.append(next(finished) if name in waiting else PointRun(name, "skipped", 0.0))
-            if verbose:
-                run = runs[-1]
-                print(f"{run.status:>7} {run.point} ({run.seconds:.0f} s)"
-                      + (f": {run.error}" if run.error else ""), flush=True)
+    runs: list[PointRun] = []
+    try:
+        with contextlib.ExitStack() as stack:  # on Ctrl-C, waits for the points running
+            stop = stack.enter_context(ctrl_c_flag())
+            if jobs == 1:  # no worker process to start: it would import torch and papermill
+                finished = (run_point(p, profile, str(out), threads, extra, template)
+                            for p in pending)
+            else:
+                # Idle workers ignore Ctrl-C (it would kill them); a running point stops.
+                pool = stack.enter_context(concurrent.futures.ProcessPoolExecutor(
+                    jobs, mp_context=multiprocessing.get_context("spawn"),
+                    initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN)))
+                finished = _in_order(lambda p: pool.submit(
+                    _run_point_in_worker, p, profile, str(out), threads, extra, template),
+                    pending, jobs, stop)
+            for name in ids:  # pending keeps grid order, so `finished` yields in this order
+                if stop.is_set():  # a Ctrl-C that landed where Python had to ignore it
+                    raise KeyboardInterrupt
+                runs.append(next(finished) if name in waiting
+                            else PointRun(name, "skipped", 0.0))
+                if verbose:
+                    run = runs[-1]
+                    print(f"{run.status:>7} {run.point} ({run.seconds:.0f} s)"
+                          + (f": {run.error}" if run.error else ""), flush=True)
+    except KeyboardInterrupt as interrupt:
+        # What a rerun skips: the points with a complete results.json.
+        done = [name for name in ids if load_results(Path(out) / name) is not None]
+        raise KeyboardInterrupt(
+            f"{len(done)} of {len(ids)} point(s) finished and are kept in {out}"
+            f"{': ' + ', '.join(done) if done else ''}; run the same command again to "
+            "run the others") from interrupt
     if verbose:
         failed = sum(r.status == "failed" for r in runs)
         print(f"{len(runs)} points in {time.perf_counter() - start:.0f} s with {jobs} job(s), "

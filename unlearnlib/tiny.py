@@ -2,7 +2,7 @@
 
 Both are built from scratch, deterministically, so the whole course runs offline on a CPU.
 The tokenizer has Llama 3's special tokens and a chat template that renders exactly the
-Llama-3.2-Instruct structure (SPEC section 3), so the formatting code cannot tell it apart
+Llama-3.2-Instruct structure, so the formatting code cannot tell it apart
 from the real one.
 """
 

@@ -19,6 +19,7 @@ The glossary: ``avg_loss`` is the mean token cross-entropy over an answer's labe
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
@@ -37,6 +38,7 @@ __all__ = [
     "exact_memorization",
     "extraction_strength",
     "forget_quality",
+    "forget_quality_at_distance",
     "min_k_score",
     "model_utility",
     "normalised_probability",
@@ -45,6 +47,7 @@ __all__ = [
     "rouge_recall",
     "truth_ratio",
     "truth_ratio_forget_score",
+    "truth_ratio_prob_mean_score",
     "truth_ratio_utility_score",
 ]
 
@@ -100,6 +103,30 @@ def probability_from_loss(avg_loss: ArrayLike) -> NDArray[np.floating[Any]]:
     return np.exp(-_as_float_array(avg_loss))
 
 
+def _per_question(correct: ArrayLike, wrong: ArrayLike, reduce: Any, name: str
+                  ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The correct answers' values and the perturbed answers' values reduced per question
+    (`reduce` over every trailing axis), in float64; ValueError naming `name` when the two
+    describe different numbers of questions."""
+    correct = np.asarray(_as_float_array(correct), dtype=np.float64)
+    wrong = np.asarray(_as_float_array(wrong), dtype=np.float64)
+    if wrong.ndim > 1:
+        wrong = reduce(wrong, axis=tuple(range(1, wrong.ndim)))
+    if correct.shape != wrong.shape:
+        raise ValueError(
+            f"{name}: {correct.shape[0] if correct.ndim else 1} correct answers but "
+            f"{wrong.shape[0] if wrong.ndim else 1} sets of perturbed answers"
+        )
+    return correct, wrong
+
+
+def _correct_and_wrong(para_avg_loss: ArrayLike, pert_avg_losses: ArrayLike
+                       ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """``(P_c, P_w)`` per question from the correct and the perturbed answers' average losses."""
+    correct, wrong = _per_question(para_avg_loss, pert_avg_losses, np.mean, "truth_ratio")
+    return np.exp(-correct), np.exp(-wrong)
+
+
 def truth_ratio(para_avg_loss: ArrayLike, pert_avg_losses: ArrayLike) -> NDArray[np.float64]:
     """Truth ratio per question: ``TR = P_w / (P_c + 1e-10)``.
 
@@ -115,16 +142,8 @@ def truth_ratio(para_avg_loss: ArrayLike, pert_avg_losses: ArrayLike) -> NDArray
     Returns:
         shape ``(n,)``, the per-question truth ratios (``forget_truth_ratio`` scores).
     """
-    correct = np.asarray(_as_float_array(para_avg_loss), dtype=np.float64)
-    wrong = np.asarray(_as_float_array(pert_avg_losses), dtype=np.float64)
-    if wrong.ndim > 1:
-        wrong = np.mean(wrong, axis=tuple(range(1, wrong.ndim)))
-    if correct.shape != wrong.shape:
-        raise ValueError(
-            f"truth_ratio: {correct.shape[0] if correct.ndim else 1} correct answers but "
-            f"{wrong.shape[0] if wrong.ndim else 1} sets of perturbed answers"
-        )
-    return np.exp(-wrong) / (np.exp(-correct) + EPS)
+    correct, wrong = _correct_and_wrong(para_avg_loss, pert_avg_losses)
+    return wrong / (correct + EPS)
 
 
 def truth_ratio_forget_score(tr: ArrayLike) -> float:
@@ -136,6 +155,19 @@ def truth_ratio_forget_score(tr: ArrayLike) -> float:
     """
     values = np.asarray(_as_float_array(tr), dtype=np.float64)
     return float(np.mean(np.minimum(values, 1 / (values + EPS))))
+
+
+def truth_ratio_prob_mean_score(para_avg_loss: ArrayLike, pert_avg_losses: ArrayLike) -> float:
+    """Forget-set "extent of knowledge": ``mean_j P_c / (P_c + P_w + 1e-10)``.
+
+    0.5 when the model finds right and wrong answers equally likely, towards 1 when it prefers
+    the right one, towards 0 when it prefers the wrong ones; ``P_c``, ``P_w`` as in
+    `truth_ratio`. Open-unlearning's ``prob_mean`` truth-ratio aggregator, which its newer
+    configs report as ``forget_truth_ratio``; here an opt-in beside the published logs'
+    `truth_ratio_forget_score`.
+    """
+    correct, wrong = _correct_and_wrong(para_avg_loss, pert_avg_losses)
+    return float(np.mean(correct / (correct + wrong + EPS)))
 
 
 def truth_ratio_utility_score(tr: ArrayLike) -> float:
@@ -158,15 +190,7 @@ def normalised_probability(p_true: ArrayLike, p_perturbed: ArrayLike) -> NDArray
     ``ra_Q_A_Prob_normalised`` / ``wf_Q_A_Prob_normalised`` per-sample ``prob``; their mean is
     the model-utility component).
     """
-    correct = np.asarray(_as_float_array(p_true), dtype=np.float64)
-    wrong = np.asarray(_as_float_array(p_perturbed), dtype=np.float64)
-    if wrong.ndim > 1:
-        wrong = np.sum(wrong, axis=tuple(range(1, wrong.ndim)))
-    if correct.shape != wrong.shape:
-        raise ValueError(
-            "normalised_probability: p_true and p_perturbed describe different numbers of "
-            f"questions ({correct.shape} vs {wrong.shape})"
-        )
+    correct, wrong = _per_question(p_true, p_perturbed, np.sum, "normalised_probability")
     return correct / (correct + wrong + EPS)
 
 
@@ -180,6 +204,33 @@ def forget_quality(tr_model: ArrayLike, tr_retain: ArrayLike) -> float:
     model = _as_float_array(tr_model)
     retain = _as_float_array(tr_retain)
     return float(stats.ks_2samp(model, retain).pvalue)
+
+
+def forget_quality_at_distance(distance: float, n_questions: int) -> float:
+    """The forget quality a KS distance `distance` earns with `n_questions` forget questions.
+
+    Forget quality is a p-value, not an effect size: it is ``P(D >= distance)`` for two
+    samples of `n_questions` truth ratios drawn from one distribution, so the same distance
+    between the model's and the retain model's truth ratios scores very differently on
+    forget01 (40 questions), TOFU-mini's forget10 (100) and TOFU's forget10 (400). And a high
+    value only says the test found no difference, which is not evidence that there is none.
+
+    Computed with `forget_quality` itself, on two made-up samples whose empirical CDFs are
+    ``ceil(distance * n) / n`` apart (two samples of n values can only be k/n apart), so it
+    is exactly the number a run with that distance would report (where scipy's exact
+    computation gives up, e.g. D = 0.46 at 400 questions, a run falls back to the asymptotic
+    value as this does; the warning it prints then is silenced here).
+    """
+    if not 0 < distance <= 1:
+        raise ValueError(f"a KS distance lies in (0, 1], not {distance}")
+    if n_questions < 1:
+        raise ValueError(f"n_questions must be at least 1, not {n_questions}")
+    shift = int(np.ceil(distance * n_questions - 1e-9))
+    retain = np.arange(n_questions, dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "ks_2samp: Exact calculation unsuccessful",
+                                RuntimeWarning)
+        return forget_quality(retain + shift, retain)
 
 
 def model_utility(components: Mapping[str, float]) -> float:

@@ -1,4 +1,4 @@
-"""Unlearning on top of transformers' `Trainer`: GA, GradDiff, NPO and SimNPO (SPEC section 4).
+"""Unlearning on top of transformers' `Trainer`: GA, GradDiff, NPO and SimNPO.
 
 Only the loss changes; the Trainer keeps its optimiser, schedule, mixed precision, logging,
 checkpointing and multi-process support. Each forget sample is paired with a retain sample
@@ -18,7 +18,9 @@ a 1B model in bf16):
 from __future__ import annotations
 
 import contextlib
-import warnings
+import json
+import shutil
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,7 +29,7 @@ from typing import Any, Literal
 import datasets
 import numpy as np
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import PeftModel
 from transformers import (
     PreTrainedModel,
     PrinterCallback,
@@ -39,7 +41,14 @@ from transformers import (
 )
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
-from unlearnlib.finetune import EpochProgress, encode_dataset, training_arguments
+from unlearnlib.checks import check_at_least_one, check_learning_rate, check_positive
+from unlearnlib.finetune import (
+    EpochProgress,
+    FiniteTraining,
+    add_lora,
+    encode_dataset,
+    training_arguments,
+)
 from unlearnlib.formatting import ChatCollator
 from unlearnlib.losses import (
     answer_lengths,
@@ -50,11 +59,14 @@ from unlearnlib.losses import (
     sequence_log_prob,
     simnpo_loss,
 )
-from unlearnlib.models import save_model
+from unlearnlib.models import check_model_folder, save_model, torch_threads
 from unlearnlib.profiles import Profile, resolve_device, resolve_dtype
 
 Method = Literal["ga", "graddiff", "npo", "simnpo"]
 METHODS: tuple[str, ...] = ("ga", "graddiff", "npo", "simnpo")
+#: Checkpoints kept on disk: the newest and one before it, the fallback if the newest was
+#: cut short mid-save (a 1B model's checkpoint with AdamW states takes several GB).
+KEEP_CHECKPOINTS = 2
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,12 @@ class Objective:
     gamma: float = 1.0
     delta: float = 0.0
 
+    def __post_init__(self) -> None:
+        if self.method in ("npo", "simnpo"):
+            check_positive(self.beta, f"beta of {self.method}",
+                           " (the loss divides by beta; its limit beta -> 0 is gradient "
+                           "ascent, method 'ga')")
+
     @property
     def uses_retain(self) -> bool:
         """Whether batches need a paired retain sample (alpha > 0)."""
@@ -82,7 +100,7 @@ class Objective:
         return self.method == "npo"
 
 
-#: Published defaults (open-unlearning's configs; SPEC section 4).
+#: Published defaults (open-unlearning's configs).
 OBJECTIVE_DEFAULTS: dict[str, Objective] = {
     "ga": Objective("ga", alpha=0.0),
     "graddiff": Objective("graddiff"),
@@ -309,20 +327,26 @@ def prepare_model(model: PreTrainedModel, profile: Profile) -> PreTrainedModel |
         enable_gradient_checkpointing(model)
     if not profile.use_lora or _is_peft(model):
         return model
-    config = LoraConfig(r=profile.lora_rank, lora_alpha=profile.lora_alpha,
-                        target_modules=list(profile.lora_target_modules), lora_dropout=0.0,
-                        bias="none", task_type="CAUSAL_LM")
-    with warnings.catch_warnings():  # peft reads transformers 5's deprecated property
-        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
-                                category=FutureWarning)
-        return get_peft_model(model, config)
+    return add_lora(model, profile)
+
+
+def check_schedule(learning_rate: Any, epochs: Any) -> None:
+    """Refuse an lr that is not finite and positive, and fewer than one epoch, before training.
+
+    0 epochs would save the starting model as if it were unlearned.
+    """
+    check_learning_rate(learning_rate)
+    check_at_least_one(epochs, "epochs", " (0 epochs would save the starting model as if it "
+                                         "were unlearned)")
 
 
 def unlearning_arguments(profile: Profile, output_dir: str | Path, n_forget: int,
-                         save_steps: int | None = None, **overrides: Any) -> TrainingArguments:
+                         save_steps: int | str | None = None, **overrides: Any
+                         ) -> TrainingArguments:
     """TrainingArguments for unlearning: the profile's epochs and lr, one epoch of warm-up.
 
-    `save_steps` turns on safetensors checkpoints every that many steps (resumable); keyword
+    `save_steps` turns on safetensors checkpoints (resumable) every that many steps, or at
+    the end of every epoch with "epoch"; the newest `KEEP_CHECKPOINTS` are kept. Keyword
     overrides win.
     """
     probe = training_arguments(profile, output_dir)
@@ -333,10 +357,36 @@ def unlearning_arguments(profile: Profile, output_dir: str | Path, n_forget: int
         "learning_rate": profile.learning_rate,
         "warmup_steps": steps_per_epoch,
     }
-    if save_steps:
-        settings.update(save_strategy="steps", save_steps=save_steps)
+    if save_steps == "epoch":
+        settings.update(save_strategy="epoch", save_total_limit=KEEP_CHECKPOINTS)
+    elif save_steps:
+        settings.update(save_strategy="steps", save_steps=save_steps,
+                        save_total_limit=KEEP_CHECKPOINTS)
     settings.update(overrides)
+    check_schedule(settings["learning_rate"], settings["num_train_epochs"])
     return training_arguments(profile, output_dir, **settings)
+
+
+def last_checkpoint(output_dir: str | Path) -> Path | None:
+    """The newest complete `checkpoint-N` in `output_dir`, or None.
+
+    The Trainer writes trainer_state.json last, so a checkpoint without a readable one (or
+    with unreadable weights) was cut short while saving: it is reported on stderr, removed,
+    and the one before it is used.
+    """
+    folders = [p for p in Path(output_dir).glob("checkpoint-*")
+               if p.is_dir() and p.name.rpartition("-")[2].isdigit()]
+    for folder in sorted(folders, key=lambda p: int(p.name.rpartition("-")[2]), reverse=True):
+        try:
+            json.loads((folder / "trainer_state.json").read_text())
+            check_model_folder(folder)
+        except (OSError, ValueError) as error:
+            print(f"unlearnlib: skipping {folder}, which is incomplete (interrupted while "
+                  f"saving?): {error}", file=sys.stderr)
+            shutil.rmtree(folder, ignore_errors=True)
+            continue
+        return folder
+    return None
 
 
 def unlearn(model: PreTrainedModel, tokenizer: Tokenizer, forget: datasets.Dataset,
@@ -353,6 +403,8 @@ def unlearn(model: PreTrainedModel, tokenizer: Tokenizer, forget: datasets.Datas
     and lr; `training_overrides` go to `TrainingArguments` (e.g. num_train_epochs, max_steps).
     The trained model is `trainer.model` (a `PeftModel` under LoRA; see `save_trained`).
     `progress` prints one line per log (epoch, loss, seconds) instead of the raw log dicts.
+    `resume_from_checkpoint=True` resumes from `last_checkpoint(output_dir)`. A non-finite
+    loss or gradient stops training with a `finetune.TrainingDiverged` error.
     """
     goal = method if isinstance(method, Objective) else objective(method)
     model = prepare_model(model, profile)
@@ -360,12 +412,20 @@ def unlearn(model: PreTrainedModel, tokenizer: Tokenizer, forget: datasets.Datas
                                 seed=profile.seed)
     args = unlearning_arguments(profile, output_dir, len(pairs), save_steps,
                                 **training_overrides)
+    if resume_from_checkpoint is True:
+        resume_from_checkpoint = last_checkpoint(output_dir)
+        if resume_from_checkpoint is None:
+            raise FileNotFoundError(f"No complete checkpoint-N folder in {output_dir} to "
+                                    "resume from; start from step 0 instead.")
     trainer = UnlearnTrainer(model, args, pairs, tokenizer, goal,
-                             reference_model=reference_model, callbacks=list(callbacks))
+                             reference_model=reference_model,
+                             callbacks=[*callbacks, FiniteTraining()])
     trainer.remove_callback(PrinterCallback)
     if progress:
         trainer.add_callback(EpochProgress(goal.method))
-    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    threads = profile.train_threads
+    with contextlib.nullcontext() if threads is None else torch_threads(threads):
+        trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     return trainer
 
 

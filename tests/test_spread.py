@@ -1,0 +1,56 @@
+"""Run-to-run spread and side-by-side runs: same numbers in one process or two."""
+
+import math
+
+import pytest
+
+from unlearnlib import model_zoo, spread
+from unlearnlib.curves import compare_methods
+from unlearnlib.evaluate import evaluate_model
+from unlearnlib.parallel import map_in_processes
+from unlearnlib.spread import noise_floor, seed_spread
+
+
+@pytest.fixture()
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNLEARNLIB_HOME", str(tmp_path))
+    return tmp_path
+
+
+def test_processes_return_what_one_process_does():
+    calls = [(n,) for n in range(6)]
+    assert map_in_processes(math.factorial, calls, jobs=2) == [math.factorial(n)
+                                                                for n in range(6)]
+
+
+def test_seed_spread_scores_each_seed_once_and_the_noise_floor(home, micro, quick_recipe,
+                                                               monkeypatch):
+    monkeypatch.setattr(model_zoo, "TINY_RECIPE", quick_recipe)
+    profile = micro.replace(unlearn_epochs=1)
+    retain, tokenizer = model_zoo.load_zoo_model(profile, "retain")
+    reference = evaluate_model(retain, tokenizer, profile, progress=False).eval_log
+    table = seed_spread(profile, [0, 1], reference, jobs=1)
+    assert list(table.index) == [0, 1]
+    assert table["forget_quality"].between(0, 1).all()
+    assert table["model_utility"].between(0, 1).all()
+    assert table.loc[0, "forget_quality"] != table.loc[1, "forget_quality"] or (
+        table.loc[0, "forget_Q_A_Prob"] != table.loc[1, "forget_Q_A_Prob"])
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("a cached run was trained or evaluated again")
+
+    monkeypatch.setattr(spread, "evaluate_model", no_work)
+    monkeypatch.setattr(model_zoo, "load_zoo_model", no_work)
+    assert seed_spread(profile, [1, 0], reference, jobs=1).loc[0].equals(table.loc[0])
+
+    assert noise_floor(profile.replace(second_retain_model=None), reference) is None
+
+
+def test_methods_compared_side_by_side_match_one_process(home, micro):
+    # The default recipe: spawned workers do not see a monkeypatched one.
+    model_zoo.build_tiny_models(micro, verbose=False, jobs=1)
+    runs = {jobs: compare_methods(micro, ["ga", "npo"], epochs=1, every_n_epochs=1, jobs=jobs)
+            for jobs in (1, 2)}
+    assert list(runs[1]["method"].unique()) == ["ga", "npo"]
+    assert runs[1].groupby("method").size().tolist() == [2, 2]  # start and end
+    assert runs[1].equals(runs[2])
