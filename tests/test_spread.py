@@ -8,7 +8,7 @@ from unlearnlib import model_zoo, spread
 from unlearnlib.curves import compare_methods
 from unlearnlib.evaluate import evaluate_model
 from unlearnlib.parallel import map_in_processes
-from unlearnlib.spread import noise_floor, seed_spread
+from unlearnlib.spread import noise_floor, seed_spread, train_seeds
 
 
 @pytest.fixture()
@@ -44,6 +44,9 @@ def test_seed_spread_scores_each_seed_once_and_the_noise_floor(home, micro, quic
     assert seed_spread(profile, [1, 0], reference, jobs=1).loc[0].equals(table.loc[0])
 
     assert noise_floor(profile.replace(second_retain_model=None), reference) is None
+    folders = train_seeds(profile, [1, 0, 1], jobs=1)
+    assert list(folders) == [1, 0]
+    assert folders[1] == model_zoo.ensure_unlearned(profile.replace(seed=1), verbose=False)
 
 
 def test_methods_compared_side_by_side_match_one_process(home, micro):

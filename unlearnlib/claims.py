@@ -89,6 +89,9 @@ def unlearning_claims(full: Mapping[str, float], unlearned: Mapping[str, float],
         Claim("forget_quality_raised",
               f"{name} raised forget quality by more than 1000 times",
               bool(unlearned["forget_quality"] > 1000 * full["forget_quality"])),
+        Claim("forget_quality_passes",
+              f"{name}'s forget quality at least {SIGNIFICANCE} (KS test cannot tell it "
+              "from retain)", bool(unlearned["forget_quality"] >= SIGNIFICANCE)),
         Claim("utility_kept", f"{name} kept model utility within 0.1 of the full model",
               bool(abs(unlearned["model_utility"] - full["model_utility"]) < 0.1)),
     ]

@@ -368,6 +368,14 @@ def unlearned_config(profile: Profile, method: str = "npo") -> dict:
     }
 
 
+def unlearned_dir(profile: Profile, method: str = "npo") -> Path:
+    """Where the profile's model unlearned with `method` is (or will be) cached."""
+    text = json.dumps(unlearned_config(profile, method), sort_keys=True)
+    key = hashlib.sha256(text.encode()).hexdigest()[:16]
+    name = "tiny" if profile.full_model == "tiny" else Path(profile.full_model).name
+    return artifacts_dir("models") / f"{name}-{method}-{key}"
+
+
 def ensure_unlearned(profile: Profile | str = "tiny", method: str = "npo",
                      verbose: bool = True) -> Path:
     """The folder of the profile's model unlearned with `method` (published defaults, the
@@ -378,9 +386,7 @@ def ensure_unlearned(profile: Profile | str = "tiny", method: str = "npo",
 
     profile = get_profile(profile) if isinstance(profile, str) else profile
     config = unlearned_config(profile, method)
-    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
-    name = "tiny" if profile.full_model == "tiny" else Path(profile.full_model).name
-    folder = artifacts_dir("models") / f"{name}-{method}-{key}"
+    folder = unlearned_dir(profile, method)
     if is_complete(folder):
         return folder
     if folder.exists():

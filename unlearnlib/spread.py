@@ -15,13 +15,19 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from unlearnlib.evaluate import evaluate_model
-from unlearnlib.model_zoo import ensure_unlearned, second_retain_model
-from unlearnlib.models import load_model, load_tokenizer, torch_threads
+from unlearnlib.model_zoo import (
+    ensure_unlearned,
+    is_complete,
+    second_retain_model,
+    unlearned_dir,
+)
+from unlearnlib.models import load_model, load_tokenizer
 from unlearnlib.parallel import default_jobs, map_in_processes
 from unlearnlib.paths import artifacts_dir
 from unlearnlib.profiles import Profile, resolve_device, resolve_dtype
@@ -35,6 +41,11 @@ def _reference_key(reference: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def _score_cache(folder: os.PathLike[str] | str, reference: Mapping[str, Any]) -> Path:
+    name = os.path.basename(os.fspath(folder).rstrip("/"))
+    return artifacts_dir("scores") / f"{name}-{_reference_key(reference)}.json"
+
+
 def score_folder(folder: os.PathLike[str] | str, profile: Profile,
                  reference: Mapping[str, Any]) -> dict[str, float]:
     """The TOFU summary numbers (`SCORES`) of the model in `folder` against `reference`.
@@ -42,9 +53,7 @@ def score_folder(folder: os.PathLike[str] | str, profile: Profile,
     Cached under the artifacts folder, keyed by the model folder and the reference, so a
     later notebook reads them in a moment.
     """
-    folder = os.fspath(folder)
-    name = os.path.basename(folder.rstrip("/"))
-    cache = artifacts_dir("scores") / f"{name}-{_reference_key(reference)}.json"
+    cache = _score_cache(folder, reference)
     if cache.is_file():
         return json.loads(cache.read_text())
     device = resolve_device(profile)
@@ -56,29 +65,42 @@ def score_folder(folder: os.PathLike[str] | str, profile: Profile,
     return scores
 
 
-def _seed_scores(profile: Profile, method: str, reference: Mapping[str, Any]
-                 ) -> dict[str, float]:
-    """One seed: unlearn (cached) and score; on one torch thread when the profile pins it."""
-    threads = profile.train_threads
-    if threads is not None:
-        with torch_threads(threads):
-            return _seed_scores(profile.replace(train_threads=None), method, reference)
-    folder = ensure_unlearned(profile, method, verbose=False)
-    return {"seed": profile.seed, **score_folder(folder, profile, reference)}
+def _train(profile: Profile, method: str) -> Path:
+    return ensure_unlearned(profile, method, verbose=False)
+
+
+def _scores(folder: Path, profile: Profile, reference: Mapping[str, Any]) -> dict[str, float]:
+    return score_folder(folder, profile, reference)
+
+
+def train_seeds(profile: Profile, seeds: Sequence[int], method: str = "npo",
+                jobs: int | None = None) -> dict[int, Path]:
+    """The profile's unlearning recipe trained once per seed (cached): {seed: folder}.
+
+    Seeds not cached yet train side by side on a CPU (`jobs`, default up to 2, one torch
+    thread each), one at a time on a GPU.
+    """
+    runs = {seed: profile.replace(seed=seed) for seed in dict.fromkeys(seeds)}
+    missing = [seed for seed, run in runs.items() if not is_complete(unlearned_dir(run, method))]
+    jobs = default_jobs(resolve_device(profile)) if jobs is None else jobs
+    map_in_processes(_train, [(runs[seed], method) for seed in missing], jobs)
+    return {seed: unlearned_dir(run, method) for seed, run in runs.items()}
 
 
 def seed_spread(profile: Profile, seeds: Sequence[int], reference: Mapping[str, Any],
                 method: str = "npo", jobs: int | None = None) -> pd.DataFrame:
-    """The profile's unlearning recipe once per seed, scored against `reference` (the retain
-    model's eval log): one row per seed with `SCORES`.
+    """The profile's unlearning recipe once per seed (`train_seeds`), scored against
+    `reference` (the retain model's eval log): one row per seed with `SCORES`.
 
-    Runs are cached (`ensure_unlearned`), so a seed trained before costs nothing. On a CPU
-    `jobs` runs (default: up to 2) train side by side in processes; on a GPU one at a time.
+    Training and scores are cached, so what an earlier notebook ran costs nothing here.
     """
-    runs = [profile.replace(seed=seed) for seed in seeds]
+    folders = train_seeds(profile, seeds, method, jobs)
     jobs = default_jobs(resolve_device(profile)) if jobs is None else jobs
-    rows = map_in_processes(_seed_scores, [(run, method, reference) for run in runs], jobs)
-    return pd.DataFrame(rows).set_index("seed")
+    unscored = [folder for folder in folders.values()
+                if not _score_cache(folder, reference).is_file()]
+    map_in_processes(_scores, [(folder, profile, reference) for folder in unscored], jobs)
+    scores = [score_folder(folder, profile, reference) for folder in folders.values()]
+    return pd.DataFrame(scores, index=pd.Index(list(folders), name="seed"))
 
 
 def noise_floor(profile: Profile, reference: Mapping[str, Any]) -> dict[str, float] | None:
