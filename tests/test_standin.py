@@ -15,6 +15,14 @@ from unlearnlib.models import load_model, load_tokenizer
 from unlearnlib.standin import standin_config, write_standin
 
 
+def _rope(config) -> dict:
+    """The rope settings: transformers 5 folds rope_theta into rope_parameters, 4.x keeps
+    rope_scaling and rope_theta apart."""
+    if getattr(config, "rope_parameters", None):
+        return config.rope_parameters
+    return {**config.rope_scaling, "rope_theta": config.rope_theta}
+
+
 @pytest.fixture(scope="module")
 def small_standin(tmp_path_factory, llama3_tokenizer):
     return write_standin("small", tmp_path_factory.mktemp("standin") / "small",
@@ -31,7 +39,7 @@ def test_1b_has_llama_3_2_1b_config_and_parameter_count(llama3_tokenizer):
         (16, 2048, 32, 8, 8192, 128256)
     assert config.tie_word_embeddings
     assert model.lm_head.weight is model.model.embed_tokens.weight
-    rope = config.rope_parameters
+    rope = _rope(config)
     assert (rope["rope_type"], rope["factor"], rope["low_freq_factor"], rope["high_freq_factor"],
             rope["original_max_position_embeddings"], rope["rope_theta"]) == \
         ("llama3", 32.0, 1.0, 4.0, 8192, 500000.0)
@@ -41,7 +49,7 @@ def test_1b_has_llama_3_2_1b_config_and_parameter_count(llama3_tokenizer):
 def test_small_shares_the_vocabulary_and_rope_but_not_the_size(llama3_tokenizer):
     small, full = standin_config("small", llama3_tokenizer), standin_config("1b", llama3_tokenizer)
     assert small.vocab_size == 128256
-    assert small.rope_parameters == full.rope_parameters
+    assert _rope(small) == _rope(full)
     assert small.hidden_size < full.hidden_size and small.num_hidden_layers < 16
     with pytest.raises(ValueError, match="size must be one of"):
         standin_config("8b", llama3_tokenizer)

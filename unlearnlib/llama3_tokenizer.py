@@ -9,6 +9,7 @@ with real token counts and the real chat format without a download or a Hub toke
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from tokenizers import processors
@@ -46,8 +47,12 @@ def build_llama3_tokenizer() -> PreTrainedTokenizerFast:
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
     bpe_file, pattern, special_tokens = _meta_tokenizer()
+    # transformers 5 renamed the converter's argument (4.x: additional_special_tokens).
+    parameters = inspect.signature(TikTokenConverter).parameters
+    keyword = ("extra_special_tokens" if "extra_special_tokens" in parameters
+               else "additional_special_tokens")
     backend = TikTokenConverter(vocab_file=str(bpe_file), pattern=pattern,
-                                extra_special_tokens=special_tokens).converted()
+                                **{keyword: special_tokens}).converted()
     backend.post_processor = processors.Sequence([
         processors.ByteLevel(trim_offsets=False),
         processors.TemplateProcessing(
