@@ -34,6 +34,13 @@ GOLDENS = REPO / "tests" / "goldens"
 CHECK_MARKER = "# NBVAL_CHECK_OUTPUT"
 
 
+@pytest.fixture(autouse=True)
+def lenient_checks(monkeypatch):
+    """A check prints its verdict unless a test asks for the runner's strict mode: under
+    `--nbval-lax` the goldens' conftest puts the runner's environment (strict) in os.environ."""
+    monkeypatch.delenv(STRICT_ENV, raising=False)
+
+
 def _is_exercise_heading(cell: nbformat.NotebookNode) -> bool:
     return cell.cell_type == "markdown" and cell.source.startswith("### Exercise")
 
