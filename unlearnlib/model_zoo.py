@@ -46,6 +46,7 @@ import unlearnlib
 from unlearnlib.data import RETAIN_OF_FORGET, load_tofu, resolve_source
 from unlearnlib.finetune import finetune, training_arguments
 from unlearnlib.models import load_model, load_tokenizer, save_model, torch_threads
+from unlearnlib.parallel import default_jobs
 from unlearnlib.paths import PACKAGE_DIR, artifacts_dir
 from unlearnlib.profiles import Profile, get_profile, resolve_device, resolve_dtype
 from unlearnlib.shipped import (
@@ -289,7 +290,7 @@ def build_tiny_models(profile: Profile | str = "tiny", recipe: TinyRecipe | None
     recipe = recipe or TINY_RECIPE
     missing = [role for role in TRAINED_ROLES
                if available_tiny_model(profile, role, recipe) is None]
-    jobs = min(2, os.cpu_count() or 1) if jobs is None else jobs
+    jobs = default_jobs(torch.device("cpu")) if jobs is None else jobs
     if missing:
         ensure_tiny_model(profile, "base", recipe, verbose)
     if jobs >= 2 and len(missing) == 2:

@@ -69,10 +69,6 @@ def _train(profile: Profile, method: str) -> Path:
     return ensure_unlearned(profile, method, verbose=False)
 
 
-def _scores(folder: Path, profile: Profile, reference: Mapping[str, Any]) -> dict[str, float]:
-    return score_folder(folder, profile, reference)
-
-
 def train_seeds(profile: Profile, seeds: Sequence[int], method: str = "npo",
                 jobs: int | None = None) -> dict[int, Path]:
     """The profile's unlearning recipe trained once per seed (cached): {seed: folder}.
@@ -94,11 +90,11 @@ def seed_spread(profile: Profile, seeds: Sequence[int], reference: Mapping[str, 
 
     Training and scores are cached, so what an earlier notebook ran costs nothing here.
     """
-    folders = train_seeds(profile, seeds, method, jobs)
     jobs = default_jobs(resolve_device(profile)) if jobs is None else jobs
+    folders = train_seeds(profile, seeds, method, jobs)
     unscored = [folder for folder in folders.values()
                 if not _score_cache(folder, reference).is_file()]
-    map_in_processes(_scores, [(folder, profile, reference) for folder in unscored], jobs)
+    map_in_processes(score_folder, [(folder, profile, reference) for folder in unscored], jobs)
     scores = [score_folder(folder, profile, reference) for folder in folders.values()]
     return pd.DataFrame(scores, index=pd.Index(list(folders), name="seed"))
 
