@@ -1,6 +1,6 @@
 """Do the course's claims hold for any seed? Re-run every computation a claim rests on.
 
-The notebooks state a result only where `unlearnlib.claims` checks it in a checked cell. A
+The notebooks state a result only where `unlearnlib.course.claims` checks it in a checked cell. A
 claim that held in one lucky run would tell a student with another machine a wrong story, so
 this benchmark repeats, for each unlearning seed (the starting models are the shipped ones),
 what the claims are computed from, with the notebooks' own parameter defaults:
@@ -28,17 +28,17 @@ from typing import Any
 import pandas as pd
 import papermill
 
-from unlearnlib import claims
-from unlearnlib.audit import run_audit
-from unlearnlib.curves import compare_methods
-from unlearnlib.data import load_tofu
-from unlearnlib.eval_logs import recompute_metrics
-from unlearnlib.evaluate import evaluate_model
-from unlearnlib.likelihood import truth_ratios
-from unlearnlib.model_zoo import ensure_unlearned, load_zoo_model
-from unlearnlib.models import load_model, torch_threads
+from unlearnlib.audit.run import run_audit
+from unlearnlib.course import claims
+from unlearnlib.data.tofu import load_tofu
+from unlearnlib.evaluation.eval_logs import recompute_metrics
+from unlearnlib.evaluation.evaluate import evaluate_model
+from unlearnlib.evaluation.likelihood import truth_ratios
+from unlearnlib.models.loading import load_model, torch_threads
 from unlearnlib.parallel import map_in_processes
 from unlearnlib.profiles import Profile, get_profile
+from unlearnlib.train.curves import compare_methods
+from unlearnlib.train.zoo import ensure_unlearned, load_zoo_model
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 

@@ -26,11 +26,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from unlearnlib.data import load_tofu
-from unlearnlib.formatting import encode_example
-from unlearnlib.likelihood import score_answers, score_perturbed_set
+from unlearnlib.data.formatting import encode_example
+from unlearnlib.data.tofu import load_tofu
+from unlearnlib.evaluation.likelihood import score_answers, score_perturbed_set
+from unlearnlib.models.tiny import build_model, build_tokenizer
 from unlearnlib.profiles import get_profile
-from unlearnlib.tiny import build_model, build_tokenizer
 
 
 def plain_loop(model: torch.nn.Module, tokenizer, questions: list[str],

@@ -23,7 +23,7 @@ from pathlib import Path
 import nbformat
 import papermill
 
-from unlearnlib.course import course_notebooks, run_course
+from unlearnlib.course.runner import course_notebooks, run_course
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDENS = REPO / "tests" / "goldens"

@@ -38,10 +38,10 @@ def run_variant(variant: str, hidden: int, layers: int, steps: int, batch: int) 
     import transformers
     from transformers import TrainerCallback
 
-    from unlearnlib.data import load_tofu
+    from unlearnlib.data.tofu import load_tofu
+    from unlearnlib.models.tiny import build_model, build_tokenizer
     from unlearnlib.profiles import TinyModelSize, get_profile
-    from unlearnlib.tiny import build_model, build_tokenizer
-    from unlearnlib.unlearn import (
+    from unlearnlib.train.unlearn import (
         ForgetRetainDataset,
         UnlearnTrainer,
         objective,

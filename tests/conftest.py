@@ -36,7 +36,7 @@ def tofu_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
     """The tiny profile's tokenizer, trained once per test session on TOFU-mini."""
-    from unlearnlib.tiny import build_tokenizer
+    from unlearnlib.models.tiny import build_tokenizer
 
     return build_tokenizer()
 
@@ -44,7 +44,7 @@ def tiny_tokenizer():
 @pytest.fixture(scope="session")
 def llama3_tokenizer():
     """The real Llama-3 tokenizer, built once per session from the llama-models package."""
-    from unlearnlib.llama3_tokenizer import build_llama3_tokenizer
+    from unlearnlib.models.llama3_tokenizer import build_llama3_tokenizer
 
     return build_llama3_tokenizer()
 
@@ -52,7 +52,7 @@ def llama3_tokenizer():
 @pytest.fixture(scope="session")
 def tiny_model(tiny_tokenizer):
     """An untrained tiny Llama (seeded), shared read-only by tests."""
-    from unlearnlib.tiny import build_model
+    from unlearnlib.models.tiny import build_model
 
     return build_model(tiny_tokenizer).eval()
 
@@ -61,7 +61,7 @@ def tiny_model(tiny_tokenizer):
 def one_torch_thread():
     """Run on one thread: the tiny model's matrices gain nothing from a second one, and on a
     shared 2-core machine two threads spin-wait on each other (measured 8x slower)."""
-    from unlearnlib.models import torch_threads
+    from unlearnlib.models.loading import torch_threads
 
     with torch_threads(1):
         yield
@@ -74,7 +74,7 @@ def noisy_tiny_model():
 
 
 def _noisy_tiny_model(tokenizer, seed: int, noise_seed: int):
-    from unlearnlib.tiny import build_model
+    from unlearnlib.models.tiny import build_model
 
     model = build_model(tokenizer, seed=seed).eval()
     generator = torch.Generator().manual_seed(noise_seed)
@@ -105,9 +105,9 @@ def memorised_model(tmp_path_factory):
     def train(tokenizer, rows):
         import datasets
 
-        from unlearnlib.finetune import finetune, training_arguments
+        from unlearnlib.models.tiny import build_model
         from unlearnlib.profiles import get_profile
-        from unlearnlib.tiny import build_model
+        from unlearnlib.train.finetune import finetune, training_arguments
 
         model = build_model(tokenizer, seed=0)
         args = training_arguments(get_profile("tiny", train_batch_size=8),
@@ -137,6 +137,6 @@ def micro(small_tofu):
 @pytest.fixture()
 def quick_recipe():
     """A tiny recipe whose base model trains one epoch."""
-    from unlearnlib.model_zoo import TinyRecipe
+    from unlearnlib.train.zoo import TinyRecipe
 
     return TinyRecipe(base_epochs=1)

@@ -7,16 +7,16 @@ import matplotlib
 import pandas as pd
 import pytest
 
-from unlearnlib.audit import (
+from unlearnlib.audit.probes import forget_facts, split_authors
+from unlearnlib.audit.recall import OVERALL, PAIR_COLUMNS, STATISTICS
+from unlearnlib.audit.run import (
     FAMILIES,
     AuditSettings,
     audit_settings,
     load_records,
     run_audit,
 )
-from unlearnlib.probes import forget_facts, split_authors
 from unlearnlib.profiles import get_profile
-from unlearnlib.recall import OVERALL, PAIR_COLUMNS, STATISTICS
 
 matplotlib.use("Agg")
 

@@ -6,15 +6,11 @@ import re
 import pytest
 from huggingface_hub import ModelCard
 
-from unlearnlib.audit import run_audit
-from unlearnlib.card import CARD_FILE, NOT_MEASURED, model_card, write_card
+from unlearnlib.audit.probes import forget_facts
+from unlearnlib.audit.run import run_audit
 from unlearnlib.cli import main
-from unlearnlib.data import HUB_DATASET, load_tofu
-from unlearnlib.display import format_number
-from unlearnlib.evaluate import evaluate_model
-from unlearnlib.probes import forget_facts
-from unlearnlib.profiles import TinyModelSize, get_profile
-from unlearnlib.sweep import (
+from unlearnlib.course.card import CARD_FILE, NOT_MEASURED, model_card, write_card
+from unlearnlib.course.sweep import (
     CHECKPOINT_DIR,
     load_results,
     point_id,
@@ -22,8 +18,12 @@ from unlearnlib.sweep import (
     sweep_report,
     write_results,
 )
-from unlearnlib.tiny import build_model
-from unlearnlib.unlearn import objective, save_trained, unlearn
+from unlearnlib.data.tofu import HUB_DATASET, load_tofu
+from unlearnlib.display import format_number
+from unlearnlib.evaluation.evaluate import evaluate_model
+from unlearnlib.models.tiny import build_model
+from unlearnlib.profiles import TinyModelSize, get_profile
+from unlearnlib.train.unlearn import objective, save_trained, unlearn
 
 SMALL = TinyModelSize(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                       intermediate_size=64)

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from unlearnlib.claims import (
+from unlearnlib.course.claims import (
     audit_claims,
     interpret_forget_quality,
     interpret_privleak,

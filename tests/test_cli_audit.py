@@ -9,13 +9,14 @@ import matplotlib
 import pandas as pd
 import pytest
 
-from unlearnlib import model_zoo, profiles
-from unlearnlib.audit import FAMILIES, RECORDS_FILE, TABLE_FILE
+from unlearnlib import profiles
+from unlearnlib.audit.run import FAMILIES, RECORDS_FILE, TABLE_FILE
+from unlearnlib.audit.seed_card import CARD_COLUMNS, SEED_CARD_FILE, VIEWS
 from unlearnlib.cli import main
-from unlearnlib.eval_logs import SUMMARY_FILENAME
-from unlearnlib.model_zoo import TinyRecipe, tiny_model_dir
+from unlearnlib.evaluation.eval_logs import SUMMARY_FILENAME
 from unlearnlib.profiles import TinyModelSize, get_profile
-from unlearnlib.seed_card import CARD_COLUMNS, SEED_CARD_FILE, VIEWS
+from unlearnlib.train import zoo
+from unlearnlib.train.zoo import TinyRecipe, tiny_model_dir
 
 matplotlib.use("Agg")
 
@@ -36,14 +37,14 @@ def micro(small_tofu, tmp_path, monkeypatch):
     profile = get_profile("tiny", tiny_model=MICRO, finetune_epochs=1, train_batch_size=8,
                           max_new_tokens=8, data_source=str(small_tofu))
     monkeypatch.setenv("UNLEARNLIB_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(model_zoo, "TINY_RECIPE", TinyRecipe(base_epochs=1))
+    monkeypatch.setattr(zoo, "TINY_RECIPE", TinyRecipe(base_epochs=1))
     monkeypatch.setitem(profiles.PROFILES, "tiny", profile)
     return profile
 
 
 def test_audit_writes_the_files_and_prints_the_leak_table(micro, tmp_path, capsys) -> None:
     audited = tmp_path / "runs" / "npo"  # stands in for an unlearned model: a copy of full
-    shutil.copytree(model_zoo.model_source(micro, "full"), audited)
+    shutil.copytree(zoo.model_source(micro, "full"), audited)
     (audited / SUMMARY_FILENAME).write_text(json.dumps({"forget_quality": 6.4e-10,
                                                         "model_utility": 0.81}))
     out = audited / "audit"
@@ -93,7 +94,7 @@ def test_audit_refuses_bad_input_before_loading_models(micro, tmp_path, capsys, 
     def no_zoo(*args, **kwargs):
         raise AssertionError("the zoo models were loaded before the input was checked")
 
-    monkeypatch.setattr(model_zoo, "load_zoo_model", no_zoo)
+    monkeypatch.setattr(zoo, "load_zoo_model", no_zoo)
     code = main(["audit", "--model", str(folder), "--out", str(tmp_path / "out"), *arguments])
     error = capsys.readouterr().err
     assert code == 2

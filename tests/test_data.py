@@ -3,7 +3,7 @@ import json
 import datasets
 import pytest
 
-from unlearnlib.data import (
+from unlearnlib.data.tofu import (
     CONFIGS,
     HubUnreachableError,
     author_ids,

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from unlearnlib import eval_logs
-from unlearnlib.eval_logs import (
+from unlearnlib.evaluation import eval_logs
+from unlearnlib.evaluation.eval_logs import (
     SETTINGS_KEY,
     load_eval_log,
     recompute_metrics,

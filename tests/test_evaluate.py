@@ -9,16 +9,16 @@ import shutil
 import pytest
 import torch
 
-from unlearnlib import eval_logs
 from unlearnlib.cli import main
-from unlearnlib.data import load_tofu
-from unlearnlib.eval_logs import SETTINGS_KEY, log_mask_mode
-from unlearnlib.evaluate import evaluate_model
-from unlearnlib.generation import generate_answers
-from unlearnlib.likelihood import NonFiniteLossError
-from unlearnlib.models import save_model
+from unlearnlib.data.tofu import load_tofu
+from unlearnlib.evaluation import eval_logs
+from unlearnlib.evaluation.eval_logs import SETTINGS_KEY, log_mask_mode
+from unlearnlib.evaluation.evaluate import evaluate_model
+from unlearnlib.evaluation.generation import generate_answers
+from unlearnlib.evaluation.likelihood import NonFiniteLossError
+from unlearnlib.models.loading import save_model
+from unlearnlib.models.tiny import build_model
 from unlearnlib.paths import shipped_tofu_mini_dir
-from unlearnlib.tiny import build_model
 
 SAMPLES = 6
 FAST = {"max_samples": SAMPLES, "max_new_tokens": 4, "progress": False}

@@ -17,8 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from unlearnlib.course import course_notebooks
-from unlearnlib.exercises import (
+from unlearnlib.course.exercises import (
     EXERCISES,
     STRICT_ENV,
     ExerciseFailed,
@@ -27,6 +26,7 @@ from unlearnlib.exercises import (
     solutions_file,
     stub_id,
 )
+from unlearnlib.course.runner import course_notebooks
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_PATHS = course_notebooks(REPO / "notebooks")
@@ -127,7 +127,7 @@ def _decode_labels() -> dict[str, Any]:
 
 
 def _fq_by_hand() -> dict[str, Any]:
-    from unlearnlib.tofu_metrics import forget_quality
+    from unlearnlib.evaluation.tofu_metrics import forget_quality
 
     rng = np.random.default_rng(0)
     full, retain = rng.uniform(0, 0.6, 100), rng.uniform(0.3, 1.5, 100)
@@ -166,8 +166,8 @@ def _noise_floor() -> dict[str, Any]:
 
 
 def _format_leak() -> dict[str, Any]:
-    from unlearnlib.audit import AuditResult
-    from unlearnlib.recall import check_records, leak_table
+    from unlearnlib.audit.recall import check_records, leak_table
+    from unlearnlib.audit.run import AuditResult
 
     rng = np.random.default_rng(1)
     records = check_records(pd.DataFrame([

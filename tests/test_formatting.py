@@ -3,14 +3,14 @@ import copy
 import pytest
 import torch
 
-from unlearnlib.data import load_tofu
-from unlearnlib.formatting import (
+from unlearnlib.data.formatting import (
     IGNORE_INDEX,
     ChatCollator,
     encode_example,
     generation_batch,
     render_chat,
 )
+from unlearnlib.data.tofu import load_tofu
 
 # The Llama-3.2-Instruct chat of one TOFU row as open-unlearning renders it, verbatim.
 LLAMA32_FORMAT = (

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unlearnlib.data import load_tofu
-from unlearnlib.formatting import generation_batch, pad_id
-from unlearnlib.generation import decode_text, generate_answers
+from unlearnlib.data.formatting import generation_batch, pad_id
+from unlearnlib.data.tofu import load_tofu
+from unlearnlib.evaluation.generation import decode_text, generate_answers
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

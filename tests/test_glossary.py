@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from unlearnlib.seed_card import SEED_CARD
-from unlearnlib.tofu_metrics import forget_quality_at_distance
+from unlearnlib.audit.seed_card import SEED_CARD
+from unlearnlib.evaluation.tofu_metrics import forget_quality_at_distance
 
 GLOSSARY = Path(__file__).resolve().parents[1] / "notebooks" / "glossary.md"
 TERMS = ("LoRA", "ROUGE-L recall", "Truth ratio", "KS test and its p-value", "Forget quality",

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from unlearnlib.data import load_tofu
-from unlearnlib.key_spans import (
+from unlearnlib.audit.key_spans import (
     candidate_spans,
     inverse_document_frequency,
     key_span,
     key_spans_for,
 )
-from unlearnlib.recall import contains_span, normalise
+from unlearnlib.audit.recall import contains_span, normalise
+from unlearnlib.data.tofu import load_tofu
 
 #: Every 16th real forget10 row (0, 16, ..., 384: all ten authors, early and late questions),
 #: read by hand; each entry lists the spans a careful reader would accept as the row's key fact

@@ -1,6 +1,6 @@
 """Batched likelihood against plain one-sequence-at-a-time implementations written here.
 
-The reference functions below share nothing with `unlearnlib.likelihood` but the chat
+The reference functions below share nothing with `unlearnlib.evaluation.likelihood` but the chat
 encoding: each runs one unpadded sequence through the model and takes log-softmax in
 float64, so any padding, masking, sorting, cache or position-id mistake in the batched code
 shows up as a difference larger than 1e-5.
@@ -16,17 +16,17 @@ import numpy as np
 import pytest
 import torch
 
-from unlearnlib.data import load_tofu
-from unlearnlib.evaluate import membership_scores
-from unlearnlib.formatting import encode_example
-from unlearnlib.likelihood import (
+from unlearnlib.data.formatting import encode_example
+from unlearnlib.data.tofu import load_tofu
+from unlearnlib.evaluation.evaluate import membership_scores
+from unlearnlib.evaluation.likelihood import (
     NonFiniteLossError,
     answer_probabilities,
     score_answers,
     score_perturbed_set,
     truth_ratios,
 )
-from unlearnlib.tiny import build_model
+from unlearnlib.models.tiny import build_model
 
 TOL = 1e-5
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from llama_models.llama3.tokenizer import Tokenizer as MetaTokenizer
 
-from unlearnlib.data import load_tofu
-from unlearnlib.eval_logs import load_eval_log
-from unlearnlib.formatting import encode_examples, encode_prompt, render_chat
-from unlearnlib.generation import gold_text
-from unlearnlib.tiny import LLAMA3_SPLIT_PATTERN
+from unlearnlib.data.formatting import encode_examples, encode_prompt, render_chat
+from unlearnlib.data.tofu import load_tofu
+from unlearnlib.evaluation.eval_logs import load_eval_log
+from unlearnlib.evaluation.generation import gold_text
+from unlearnlib.models.tiny import LLAMA3_SPLIT_PATTERN
 
 SPECIAL_IDS = {
     "<|begin_of_text|>": 128000,

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from unlearnlib.data import load_tofu
-from unlearnlib.formatting import encode_example, encode_prompt, pad_batch, pad_id
-from unlearnlib.logit_lens import key_span_first_tokens, lens_logits, logit_lens_ranks
+from unlearnlib.audit.logit_lens import key_span_first_tokens, lens_logits, logit_lens_ranks
+from unlearnlib.data.formatting import encode_example, encode_prompt, pad_batch, pad_id
+from unlearnlib.data.tofu import load_tofu
 
 
 @pytest.fixture(scope="module")

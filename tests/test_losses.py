@@ -5,11 +5,13 @@ import math
 import pytest
 import torch
 
-from unlearnlib.data import load_tofu
-from unlearnlib.finetune import encode_dataset
-from unlearnlib.formatting import ChatCollator
-from unlearnlib.likelihood import score_answers
-from unlearnlib.losses import (
+from unlearnlib.data.formatting import ChatCollator
+from unlearnlib.data.tofu import load_tofu
+from unlearnlib.evaluation.likelihood import score_answers
+from unlearnlib.models.tiny import build_model
+from unlearnlib.profiles import TinyModelSize
+from unlearnlib.train.finetune import encode_dataset
+from unlearnlib.train.losses import (
     answer_lengths,
     answer_logits,
     gradient_ascent_loss,
@@ -18,8 +20,6 @@ from unlearnlib.losses import (
     sequence_log_prob,
     simnpo_loss,
 )
-from unlearnlib.profiles import TinyModelSize
-from unlearnlib.tiny import build_model
 
 SMALL = TinyModelSize(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                       intermediate_size=64)

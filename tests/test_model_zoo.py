@@ -6,8 +6,10 @@ import pytest
 import torch
 import transformers
 
-from unlearnlib import model_zoo
-from unlearnlib.model_zoo import (
+from unlearnlib.models.loading import load_model
+from unlearnlib.profiles import PROFILES, TinyModelSize
+from unlearnlib.train import zoo
+from unlearnlib.train.zoo import (
     TinyRecipe,
     build_tiny_models,
     cache_key,
@@ -19,8 +21,6 @@ from unlearnlib.model_zoo import (
     tiny_model_dir,
     unlearned_config,
 )
-from unlearnlib.models import load_model
-from unlearnlib.profiles import PROFILES, TinyModelSize
 
 #: One epoch each: the test checks caching, not quality.
 QUICK = TinyRecipe(base_epochs=1)
@@ -71,7 +71,7 @@ def test_models_are_built_once_reused_and_rebuilt_when_corrupt(home, micro, monk
     def no_training(*args, **kwargs):
         raise AssertionError("a cached model was trained again")
 
-    monkeypatch.setattr(model_zoo, "finetune", no_training)
+    monkeypatch.setattr(zoo, "finetune", no_training)
     assert build_tiny_models(micro, QUICK, verbose=False) == folders
 
     weights = folders["full"] / "model.safetensors"
@@ -85,7 +85,7 @@ def test_models_are_built_once_reused_and_rebuilt_when_corrupt(home, micro, monk
     assert is_complete(folders["full"])
     assert (folders["retain"] / "model.safetensors").read_bytes() == retain_bytes  # untouched
 
-    monkeypatch.setattr(model_zoo, "TINY_RECIPE", QUICK)  # what load_zoo_model builds with
+    monkeypatch.setattr(zoo, "TINY_RECIPE", QUICK)  # what load_zoo_model builds with
     model, tokenizer = load_zoo_model(micro, "full")
     assert model_source(micro, "full") == tiny_model_dir(micro, "full") == folders["full"]
     assert model.config.hidden_size == micro.tiny_model.hidden_size and not model.training
@@ -120,7 +120,7 @@ def test_parallel_build_trains_the_same_weights_as_one_process(micro, tmp_path, 
 
 
 def test_unlearned_model_is_trained_once_and_keyed_by_its_settings(home, micro, monkeypatch):
-    monkeypatch.setattr(model_zoo, "TINY_RECIPE", QUICK)
+    monkeypatch.setattr(zoo, "TINY_RECIPE", QUICK)
     profile = micro.replace(unlearn_epochs=1)
     folder = ensure_unlearned(profile, "npo", verbose=False)
     assert is_complete(folder) and folder.name.startswith("tiny-npo-")
@@ -131,12 +131,12 @@ def test_unlearned_model_is_trained_once_and_keyed_by_its_settings(home, micro, 
     pairs = zip(full.parameters(), unlearned.parameters(), strict=True)
     assert any(not torch.equal(a, b) for a, b in pairs)
 
-    import unlearnlib.unlearn
+    import unlearnlib.train.unlearn
 
     def no_training(*args, **kwargs):
         raise AssertionError("a cached unlearned model was trained again")
 
-    monkeypatch.setattr(unlearnlib.unlearn, "unlearn", no_training)
+    monkeypatch.setattr(unlearnlib.train.unlearn, "unlearn", no_training)
     assert ensure_unlearned(profile, "npo", verbose=False) == folder
     changed = [unlearned_config(profile.replace(learning_rate=1e-3), "npo"),
                unlearned_config(profile.replace(unlearn_epochs=2), "npo"),

@@ -11,9 +11,9 @@ import socket
 import subprocess
 import sys
 
-from unlearnlib.models import load_model, save_model
+from unlearnlib.models.loading import load_model, save_model
+from unlearnlib.models.tiny import build_model
 from unlearnlib.profiles import TinyModelSize
-from unlearnlib.tiny import build_model
 
 SMALL = TinyModelSize(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                       intermediate_size=64)

@@ -24,9 +24,10 @@ import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 from matplotlib.colors import to_hex
 
-from unlearnlib import course
 from unlearnlib.cli import main
-from unlearnlib.course import (
+from unlearnlib.course import runner
+from unlearnlib.course.exercises import STRICT_ENV, with_solutions
+from unlearnlib.course.runner import (
     GITHUB_REPO,
     INJECTED_TAG,
     KERNEL_NAME,
@@ -39,7 +40,6 @@ from unlearnlib.course import (
     run_course,
     strip_volatile,
 )
-from unlearnlib.exercises import STRICT_ENV, with_solutions
 from unlearnlib.plots import SPLIT_PALETTE, plot_split_sizes, split_family
 from unlearnlib.profiles import get_profile
 
@@ -307,7 +307,7 @@ def test_only_selects_by_number_and_names_the_choices(tmp_path):
 
 def test_cli_passes_profile_only_and_typed_parameters(monkeypatch):
     calls = []
-    monkeypatch.setattr(course, "run_course", lambda *args, **kwargs: calls.append((args, kwargs)))
+    monkeypatch.setattr(runner, "run_course", lambda *args, **kwargs: calls.append((args, kwargs)))
     assert main(["course", "run", "--out", "build/x", "--only", "01", "-p", "EXAMPLE", "3",
                  "-p", "LR", "5e-5", "-p", "NAME", "npo"]) == 0
     [(args, kwargs)] = calls
@@ -331,11 +331,11 @@ def test_setup_notebook_turns_progress_bars_off_in_batch_runs(monkeypatch):
 
     monkeypatch.delenv(PROGRESS_ENV, raising=False)
     datasets.enable_progress_bars()
-    course.setup_notebook("tiny")
+    runner.setup_notebook("tiny")
     assert datasets.is_progress_bar_enabled()
     monkeypatch.setenv(PROGRESS_ENV, "0")
     try:
-        assert course.setup_notebook("tiny", seed=3).seed == 3
+        assert runner.setup_notebook("tiny", seed=3).seed == 3
         assert not datasets.is_progress_bar_enabled()
         assert not transformers_logging.is_progress_bar_enabled()
     finally:

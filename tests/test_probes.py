@@ -7,9 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from unlearnlib import probes
-from unlearnlib.generation import generate_answers
-from unlearnlib.probes import (
+from unlearnlib.audit import probes
+from unlearnlib.audit.probes import (
     BLANK,
     NO_SEED,
     answer_prefix,
@@ -26,9 +25,10 @@ from unlearnlib.probes import (
     relearn_probes,
     split_authors,
 )
+from unlearnlib.audit.quantize import quantizable_linears
+from unlearnlib.audit.recall import RECORD_COLUMNS, contains_span, recalls
+from unlearnlib.evaluation.generation import generate_answers
 from unlearnlib.profiles import get_profile
-from unlearnlib.quantize import quantizable_linears
-from unlearnlib.recall import RECORD_COLUMNS, contains_span, recalls
 
 TRAINED_AUTHORS = (99,)
 MAX_NEW_TOKENS = 32

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from unlearnlib.quantize import (
+from unlearnlib.audit.quantize import (
     fake_quantize_,
     fake_quantize_weight,
     fake_quantized_copy,

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from unlearnlib.recall import (
+from unlearnlib.audit.recall import (
     OVERALL,
     RECORD_COLUMNS,
     contains_span,

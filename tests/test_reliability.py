@@ -25,13 +25,14 @@ import torch
 from nbformat.v4 import new_code_cell, new_notebook
 from safetensors.torch import load_file
 
-from unlearnlib import model_zoo, models
 from unlearnlib.cli import main
-from unlearnlib.course import KERNEL_NAME
-from unlearnlib.models import save_model
+from unlearnlib.course.runner import KERNEL_NAME
+from unlearnlib.course.sweep import RESULT_KEYS, run_point
+from unlearnlib.models import loading
+from unlearnlib.models.loading import save_model
+from unlearnlib.models.tiny import build_model
 from unlearnlib.profiles import TinyModelSize
-from unlearnlib.sweep import RESULT_KEYS, run_point
-from unlearnlib.tiny import build_model
+from unlearnlib.train import zoo
 
 SMALL = TinyModelSize(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                       intermediate_size=64)
@@ -59,7 +60,7 @@ def nothing_loads(monkeypatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("work started before the input was checked")
 
-    for owner, name in ((models, "load_model"), (model_zoo, "load_zoo_model"),
+    for owner, name in ((loading, "load_model"), (zoo, "load_zoo_model"),
                         (papermill, "execute_notebook")):
         monkeypatch.setattr(owner, name, refuse)
 
@@ -260,16 +261,16 @@ def test_18_log_missing_entries(capsys, tmp_path):
 
 def test_19_corrupt_cached_model_is_detected(tmp_path, tiny_tokenizer):
     folder = save_model(build_model(tiny_tokenizer, SMALL), tiny_tokenizer, tmp_path / "m")
-    weights = folder / model_zoo.WEIGHTS
-    record = folder / model_zoo.BUILD_RECORD
-    record.write_text(json.dumps({"weights_sha256": model_zoo.file_sha256(weights)}))
-    assert model_zoo.is_complete(folder)
+    weights = folder / zoo.WEIGHTS
+    record = folder / zoo.BUILD_RECORD
+    record.write_text(json.dumps({"weights_sha256": zoo.file_sha256(weights)}))
+    assert zoo.is_complete(folder)
     data = bytearray(weights.read_bytes())
     data[-5] ^= 0xFF  # one flipped byte inside the tensor data, same size
     weights.write_bytes(bytes(data))
-    assert not model_zoo.is_complete(folder)
+    assert not zoo.is_complete(folder)
     record.write_text('{"weights_sha')
-    assert not model_zoo.is_complete(folder)
+    assert not zoo.is_complete(folder)
 
 
 @pytest.mark.parametrize("command", ["eval", "audit", "unlearn"])
@@ -636,21 +637,21 @@ def test_interrupted_course_run_keeps_the_finished_notebooks(tmp_path):
 
 def test_a_plain_install_finds_notebooks_beside_the_caller_or_in_the_package(tmp_path,
                                                                              monkeypatch):
-    from unlearnlib import course
+    from unlearnlib.course import runner
 
-    monkeypatch.setattr(course, "REPO_ROOT", None)  # a plain (non-editable) install
+    monkeypatch.setattr(runner, "REPO_ROOT", None)  # a plain (non-editable) install
     monkeypatch.chdir(tmp_path)
-    assert course.notebooks_dir() == course.SHIPPED_NOTEBOOKS
-    assert (course.SHIPPED_NOTEBOOKS / "00_welcome.ipynb").is_file()
+    assert runner.notebooks_dir() == runner.SHIPPED_NOTEBOOKS
+    assert (runner.SHIPPED_NOTEBOOKS / "00_welcome.ipynb").is_file()
     (tmp_path / "notebooks").mkdir()
     _notebook(tmp_path / "notebooks" / "00_mine.ipynb", "")
-    assert course.notebooks_dir() == tmp_path / "notebooks"
+    assert runner.notebooks_dir() == tmp_path / "notebooks"
     with pytest.raises(FileNotFoundError, match="with --notebooks DIR"):
-        course.notebooks_dir(tmp_path / "elsewhere")
+        runner.notebooks_dir(tmp_path / "elsewhere")
 
 
 def test_the_example_grid_is_found_without_a_checkout(tmp_path, monkeypatch):
-    from unlearnlib.sweep import load_grid
+    from unlearnlib.course.sweep import load_grid
 
     monkeypatch.chdir(tmp_path)
     assert load_grid("examples/grid_tiny.yaml")["lr"] == [5e-4, 1e-3]

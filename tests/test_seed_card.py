@@ -7,11 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-from unlearnlib.formatting import render_chat
-from unlearnlib.logit_lens import key_span_first_tokens
-from unlearnlib.probes import NO_SEED, answer_prefix, forget_facts
-from unlearnlib.recall import RECORD_COLUMNS
-from unlearnlib.seed_card import (
+from unlearnlib.audit.logit_lens import key_span_first_tokens
+from unlearnlib.audit.probes import NO_SEED, answer_prefix, forget_facts
+from unlearnlib.audit.recall import RECORD_COLUMNS
+from unlearnlib.audit.seed_card import (
     CARD_COLUMNS,
     SEED_CARD,
     SISTER_CARDS,
@@ -22,6 +21,7 @@ from unlearnlib.seed_card import (
     seed_card_summary,
     view_definitions,
 )
+from unlearnlib.data.formatting import render_chat
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -4,8 +4,11 @@ import json
 
 import pytest
 
-from unlearnlib import model_zoo, shipped
-from unlearnlib.model_zoo import (
+from unlearnlib.models import shipped
+from unlearnlib.models.shipped import SHIPPED_DIR, file_sha256, read_manifest, ship_models
+from unlearnlib.profiles import get_profile
+from unlearnlib.train import zoo
+from unlearnlib.train.zoo import (
     SHIPPED_TINY_MODELS,
     available_tiny_model,
     build_config,
@@ -15,8 +18,6 @@ from unlearnlib.model_zoo import (
     same_as_shipped,
     second_retain_model,
 )
-from unlearnlib.profiles import get_profile
-from unlearnlib.shipped import SHIPPED_DIR, file_sha256, read_manifest, ship_models
 
 
 def _no_training(*args, **kwargs):
@@ -34,7 +35,7 @@ def test_package_ships_the_tiny_profiles_models_intact(tmp_path, monkeypatch):
     # A fresh home finds every shipped model for the tiny profile as it is, without training:
     # the shipped settings are the ones the profile and recipe ask for today.
     monkeypatch.setenv("UNLEARNLIB_HOME", str(tmp_path))
-    monkeypatch.setattr(model_zoo, "finetune", _no_training)
+    monkeypatch.setattr(zoo, "finetune", _no_training)
     tiny = get_profile("tiny")
     assert build_tiny_models(tiny) == {"full": SHIPPED_DIR / "full",
                                        "retain": SHIPPED_DIR / "retain"}
@@ -59,7 +60,7 @@ def test_shipped_models_are_found_checked_and_skipped_on_request(micro, quick_re
     assert "code_version" not in read_manifest(folder)["models"]["full"]["settings"]
 
     monkeypatch.setenv("UNLEARNLIB_HOME", str(tmp_path / "student"))
-    monkeypatch.setattr(model_zoo, "finetune", _no_training)
+    monkeypatch.setattr(zoo, "finetune", _no_training)
     assert ensure_tiny_model(micro, "full", quick_recipe) == folder / "full"
     assert describe_source(built["retain"]).startswith("trained on this machine")
     assert same_as_shipped(micro, "retain", built["retain"], quick_recipe) is True

@@ -10,9 +10,9 @@ import torch
 from transformers import LlamaForCausalLM
 
 from unlearnlib.cli import main
-from unlearnlib.formatting import encode_example
-from unlearnlib.models import load_model, load_tokenizer
-from unlearnlib.standin import standin_config, write_standin
+from unlearnlib.data.formatting import encode_example
+from unlearnlib.models.loading import load_model, load_tokenizer
+from unlearnlib.models.standin import standin_config, write_standin
 
 
 def _rope(config) -> dict:

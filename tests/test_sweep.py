@@ -8,11 +8,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from unlearnlib import sweep as sweep_module
 from unlearnlib.cli import main
-from unlearnlib.models import save_model
-from unlearnlib.profiles import TinyModelSize
-from unlearnlib.sweep import (
+from unlearnlib.course import sweep as sweep_module
+from unlearnlib.course.sweep import (
     CHECKPOINT_DIR,
     METRIC_KEYS,
     NOTEBOOK_FILE,
@@ -31,7 +29,9 @@ from unlearnlib.sweep import (
     shard_points,
     sweep_report,
 )
-from unlearnlib.tiny import build_model
+from unlearnlib.models.loading import save_model
+from unlearnlib.models.tiny import build_model
+from unlearnlib.profiles import TinyModelSize
 
 SMALL = TinyModelSize(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                       intermediate_size=64)

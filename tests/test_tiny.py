@@ -5,9 +5,12 @@ import json
 import torch
 
 from unlearnlib.cli import main
-from unlearnlib.models import load_model, load_tokenizer, save_model
-from unlearnlib.smoke import smoke_run
-from unlearnlib.tiny import SPECIAL_TOKENS, build_model, build_tokenizer
+from unlearnlib.data.formatting import ChatCollator
+from unlearnlib.data.tofu import load_tofu
+from unlearnlib.models.loading import load_model, load_tokenizer, save_model
+from unlearnlib.models.tiny import SPECIAL_TOKENS, build_model, build_tokenizer
+from unlearnlib.profiles import get_profile
+from unlearnlib.train.finetune import encode_dataset, finetune, training_arguments
 
 
 def test_tokenizer_is_deterministic(tiny_tokenizer):
@@ -49,11 +52,22 @@ def test_save_and_load_round_trip_uses_safetensors(tiny_tokenizer, tiny_model, t
         assert torch.allclose(tiny_model(ids).logits, reloaded(ids).logits, atol=1e-6)
 
 
-def test_smoke_run_trains_and_reloads(capsys):
-    result = smoke_run("tiny", steps=12)
-    assert result["last_loss"] < result["first_loss"] - 0.5
-    assert abs(result["trained_batch_loss"] - result["reloaded_batch_loss"]) < 1e-5
-    assert "reloaded_batch_loss" in capsys.readouterr().out
+def test_tiny_model_trains_and_reloads_unchanged(tmp_path):
+    """The foundation end to end: TOFU-mini -> tokenizer -> tiny Llama -> train -> reload."""
+    profile = get_profile("tiny")
+    rows = load_tofu("full", profile.data_source)
+    tokenizer = build_tokenizer(profile.tiny_model.vocab_size, profile.data_source)
+    model = build_model(tokenizer, profile.tiny_model, seed=0)
+    steps = 12
+    log = finetune(model, tokenizer, rows, training_arguments(
+        profile, tmp_path / "train", max_steps=steps, logging_strategy="steps",
+        logging_steps=steps // 4))
+    losses = [entry["loss"] for entry in log if "loss" in entry]
+    assert losses[-1] < losses[0] - 0.5
+    batch = ChatCollator(tokenizer)(list(encode_dataset(rows.select(range(8)), tokenizer)))
+    reloaded = load_model(save_model(model, tokenizer, tmp_path / "model"))
+    with torch.no_grad():
+        assert abs(model.eval()(**batch).loss.item() - reloaded(**batch).loss.item()) < 1e-5
 
 
 def test_cli_data_info_prints_every_config(capsys):

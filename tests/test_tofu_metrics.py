@@ -17,7 +17,7 @@ import pytest
 import torch
 from scipy import stats
 
-from unlearnlib import tofu_metrics as tm
+from unlearnlib.evaluation import tofu_metrics as tm
 
 LOG_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "tofu" / "eval_logs"
 FULL = "tofu_Llama-3.2-1B-Instruct_full"

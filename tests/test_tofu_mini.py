@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from unlearnlib.tofu_mini import (
+from unlearnlib.data.tofu_mini import (
     KEY_FIELDS,
     MINI_AUTHORS,
     MINI_HOLDOUT_AUTHORS,

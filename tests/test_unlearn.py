@@ -7,15 +7,15 @@ import torch
 from peft import PeftModel
 from transformers import TrainerCallback
 
-from unlearnlib.curves import TrainingCurves
-from unlearnlib.data import load_tofu
-from unlearnlib.likelihood import answer_probabilities, truth_ratios
-from unlearnlib.losses import sequence_log_prob
-from unlearnlib.models import load_model
+from unlearnlib.data.tofu import load_tofu
+from unlearnlib.evaluation.likelihood import answer_probabilities, truth_ratios
+from unlearnlib.evaluation.tofu_metrics import forget_quality
+from unlearnlib.models.loading import load_model
+from unlearnlib.models.tiny import build_model
 from unlearnlib.profiles import TinyModelSize, get_profile
-from unlearnlib.tiny import build_model
-from unlearnlib.tofu_metrics import forget_quality
-from unlearnlib.unlearn import (
+from unlearnlib.train.curves import TrainingCurves
+from unlearnlib.train.losses import sequence_log_prob
+from unlearnlib.train.unlearn import (
     OBJECTIVE_DEFAULTS,
     ForgetRetainDataset,
     UnlearnTrainer,

@@ -2,7 +2,6 @@
 
     unlearnlib data info [--source mini|hub|FOLDER]   every TOFU config: rows and columns
     unlearnlib data make-mini [--out FOLDER]          regenerate TOFU-mini (byte-identical)
-    unlearnlib smoke [--profile tiny]                 train the tiny Llama a few steps, reload it
     unlearnlib eval summarize EVAL.json [--retain-log RETAIN.json] [--json]
                                                       recompute a TOFU summary from per-sample logs
     unlearnlib eval run --model DIR [--profile tiny] [--forget-split forget10]
@@ -54,7 +53,7 @@ def _print_table(rows: list[dict[str, object]]) -> None:
 
 
 def _data_info(args: argparse.Namespace) -> int:
-    from unlearnlib.data import data_info, resolve_source
+    from unlearnlib.data.tofu import data_info, resolve_source
 
     source = resolve_source(args.source)
     print(f"TOFU configs from {source.describe()}\n")
@@ -63,8 +62,8 @@ def _data_info(args: argparse.Namespace) -> int:
 
 
 def _data_make_mini(args: argparse.Namespace) -> int:
+    from unlearnlib.data.tofu_mini import generate_tofu_mini
     from unlearnlib.paths import REPO_ROOT, artifacts_dir
-    from unlearnlib.tofu_mini import generate_tofu_mini
 
     default = REPO_ROOT / "data" / "tofu_mini" if REPO_ROOT else artifacts_dir("tofu_mini")
     out = Path(args.out) if args.out else default
@@ -74,23 +73,16 @@ def _data_make_mini(args: argparse.Namespace) -> int:
     return 0
 
 
-def _smoke(args: argparse.Namespace) -> int:
-    from unlearnlib.smoke import smoke_run
-
-    smoke_run(args.profile, steps=args.steps)
-    return 0
-
-
 def _eval_summarize(args: argparse.Namespace) -> int:
-    from unlearnlib.eval_logs import summarize_command
+    from unlearnlib.evaluation.eval_logs import summarize_command
 
     print(summarize_command(args.eval_log, args.retain_log, args.json))
     return 0
 
 
 def _eval_run(args: argparse.Namespace) -> int:
-    from unlearnlib.evaluate import evaluate_model, evaluation_inputs
-    from unlearnlib.models import check_model_folder, load_model, load_tokenizer
+    from unlearnlib.evaluation.evaluate import evaluate_model, evaluation_inputs
+    from unlearnlib.models.loading import check_model_folder, load_model, load_tokenizer
     from unlearnlib.profiles import resolve_device, resolve_dtype
 
     # Bad input fails here, before the model loads (minutes at 1B scale).
@@ -109,7 +101,7 @@ def _eval_run(args: argparse.Namespace) -> int:
 
 
 def _course_run(args: argparse.Namespace) -> int:
-    from unlearnlib.course import parse_parameter, run_course
+    from unlearnlib.course.runner import parse_parameter, run_course
 
     parameters = {key: parse_parameter(value) for key, value in args.parameter}
     run_course(args.profile, args.out, only=args.only, parameters=parameters,
@@ -118,8 +110,8 @@ def _course_run(args: argparse.Namespace) -> int:
 
 
 def _models_build(args: argparse.Namespace) -> int:
-    from unlearnlib.model_zoo import build_tiny_models, describe_source, same_as_shipped
     from unlearnlib.profiles import get_profile
+    from unlearnlib.train.zoo import build_tiny_models, describe_source, same_as_shipped
 
     profile = get_profile(args.profile, train_from_scratch=args.from_scratch)
     if profile.full_model != "tiny":
@@ -135,8 +127,8 @@ def _models_build(args: argparse.Namespace) -> int:
 
 
 def _models_ship(args: argparse.Namespace) -> int:
-    from unlearnlib.model_zoo import ship_tiny_models
-    from unlearnlib.shipped import SHIPPED_DIR
+    from unlearnlib.models.shipped import SHIPPED_DIR
+    from unlearnlib.train.zoo import ship_tiny_models
 
     folder = ship_tiny_models(Path(args.out) if args.out else SHIPPED_DIR)
     print(f"Shipped the tiny models to {folder}")
@@ -144,7 +136,7 @@ def _models_ship(args: argparse.Namespace) -> int:
 
 
 def _models_standin(args: argparse.Namespace) -> int:
-    from unlearnlib.standin import write_standin
+    from unlearnlib.models.standin import write_standin
 
     print(f"Wrote the {args.size} stand-in to {write_standin(args.size, args.out, args.seed)}")
     return 0
@@ -164,7 +156,7 @@ def _resume_from(folder: Path, settings: dict[str, object], resume: bool | None)
     import json
     import shutil
 
-    from unlearnlib.unlearn import last_checkpoint
+    from unlearnlib.train.unlearn import last_checkpoint
 
     if resume is False:
         shutil.rmtree(folder, ignore_errors=True)
@@ -193,11 +185,10 @@ def _unlearn(args: argparse.Namespace) -> int:
     import json
 
     from unlearnlib.checks import check_at_least_one
-    from unlearnlib.data import RETAIN_OF_FORGET, load_tofu
-    from unlearnlib.model_zoo import load_zoo_model
-    from unlearnlib.models import check_model_folder, load_model, load_tokenizer
+    from unlearnlib.data.tofu import RETAIN_OF_FORGET, load_tofu
+    from unlearnlib.models.loading import check_model_folder, load_model, load_tokenizer
     from unlearnlib.profiles import get_profile, resolve_device
-    from unlearnlib.unlearn import (
+    from unlearnlib.train.unlearn import (
         check_schedule,
         last_checkpoint,
         objective,
@@ -205,6 +196,7 @@ def _unlearn(args: argparse.Namespace) -> int:
         training_dtype,
         unlearn,
     )
+    from unlearnlib.train.zoo import load_zoo_model
 
     # Bad input fails here, before a model loads (the tiny full model may first have to train).
     overrides = {"unlearn_epochs": args.epochs, "learning_rate": args.lr}
@@ -268,16 +260,16 @@ def _audit(args: argparse.Namespace) -> int:
     import dataclasses
     import json
 
-    from unlearnlib.audit import FAMILIES, AuditSettings, check_families, run_audit
-    from unlearnlib.course import parse_parameter
+    from unlearnlib.audit.probes import forget_facts
+    from unlearnlib.audit.recall import STATISTICS
+    from unlearnlib.audit.run import FAMILIES, AuditSettings, check_families, run_audit
+    from unlearnlib.audit.seed_card import SEED_CARD_FILE, seed_card_summary
+    from unlearnlib.course.runner import parse_parameter
     from unlearnlib.display import format_number
-    from unlearnlib.eval_logs import SUMMARY_FILENAME
-    from unlearnlib.model_zoo import load_zoo_model
-    from unlearnlib.models import check_model_folder, load_model, load_tokenizer
-    from unlearnlib.probes import forget_facts
+    from unlearnlib.evaluation.eval_logs import SUMMARY_FILENAME
+    from unlearnlib.models.loading import check_model_folder, load_model, load_tokenizer
     from unlearnlib.profiles import get_profile, resolve_device, resolve_dtype
-    from unlearnlib.recall import STATISTICS
-    from unlearnlib.seed_card import SEED_CARD_FILE, seed_card_summary
+    from unlearnlib.train.zoo import load_zoo_model
 
     # Bad input fails here, before the zoo models load (a tiny one may first have to train).
     folder = Path(args.model)
@@ -324,8 +316,8 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _sweep_run(args: argparse.Namespace) -> int:
-    from unlearnlib.course import parse_parameter
-    from unlearnlib.sweep import parse_shard, run_sweep
+    from unlearnlib.course.runner import parse_parameter
+    from unlearnlib.course.sweep import parse_shard, run_sweep
 
     extra = {key: parse_parameter(value) for key, value in args.parameter}
     runs = run_sweep(args.grid, args.profile, args.out, jobs=args.jobs,
@@ -335,7 +327,7 @@ def _sweep_run(args: argparse.Namespace) -> int:
 
 
 def _sweep_report(args: argparse.Namespace) -> int:
-    from unlearnlib.sweep import sweep_report
+    from unlearnlib.course.sweep import sweep_report
 
     report = sweep_report(args.runs, grid_size=args.grid_size, prune=args.prune)
     print(report.table.to_string(index=False))
@@ -344,7 +336,7 @@ def _sweep_report(args: argparse.Namespace) -> int:
 
 
 def _card(args: argparse.Namespace) -> int:
-    from unlearnlib.card import write_card
+    from unlearnlib.course.card import write_card
 
     print(f"wrote {write_card(args.point)}")
     return 0
@@ -388,10 +380,6 @@ def build_parser() -> argparse.ArgumentParser:
     mini.add_argument("--out", default=None, help="folder (default: the checkout's data/)")
     mini.set_defaults(handler=_data_make_mini)
 
-    smoke = commands.add_parser("smoke", help="train the tiny model a few steps, save and reload")
-    smoke.add_argument("--profile", default="tiny")
-    smoke.add_argument("--steps", type=int, default=20)
-    smoke.set_defaults(handler=_smoke)
 
     evaluation = commands.add_parser("eval", help="TOFU evaluation").add_subparsers(
         dest="eval_command", required=True)

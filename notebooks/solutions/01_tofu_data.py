@@ -5,7 +5,7 @@ Each section replaces the stub cell with the same `# EXERCISE:` id when the cour
 """
 
 # %% EXERCISE: last-rows
-from unlearnlib.data import FORGET_PERCENT
+from unlearnlib.data.tofu import FORGET_PERCENT
 
 n_forget = len(full) * FORGET_PERCENT[FORGET_SPLIT] // 100
 last_rows = full.select(range(len(full) - n_forget, len(full)))

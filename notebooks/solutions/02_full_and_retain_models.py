@@ -5,7 +5,7 @@ The section replaces the stub cell with the same `# EXERCISE:` id when the cours
 """
 
 # %% EXERCISE: fq-by-hand
-from unlearnlib.tofu_metrics import forget_quality
+from unlearnlib.evaluation.tofu_metrics import forget_quality
 
 fq_full = forget_quality(truth_ratios["full"], truth_ratios["retain"])
 # Identical samples: KS statistic 0, p-value 1, the best score there is.

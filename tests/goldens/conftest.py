@@ -13,7 +13,7 @@ import tempfile
 
 import pytest
 
-from unlearnlib.course import course_environment
+from unlearnlib.course.runner import course_environment
 from unlearnlib.paths import HOME_ENV
 
 _home: list[str] = []
