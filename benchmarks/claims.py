@@ -38,7 +38,8 @@ from unlearnlib.models.loading import load_model, torch_threads
 from unlearnlib.parallel import map_in_processes
 from unlearnlib.profiles import Profile, get_profile
 from unlearnlib.train.curves import compare_methods
-from unlearnlib.train.zoo import ensure_unlearned, load_zoo_model
+from unlearnlib.train.pipeline import ensure_unlearned
+from unlearnlib.train.zoo import load_zoo_model
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -59,7 +60,7 @@ def seed_claims(profile: Profile, reference: dict[str, Any], full_summary: dict[
     found = claims.method_claims(history)
     full, tokenizer = load_zoo_model(profile, "full")
     retain, _ = load_zoo_model(profile, "retain")
-    npo = load_model(ensure_unlearned(profile, "npo", verbose=False)).eval()
+    npo = load_model(ensure_unlearned(profile, "npo", progress=False)).eval()
     npo_summary = evaluate_model(npo, tokenizer, profile, reference=reference,
                                  progress=False).summary
     found += claims.unlearning_claims(full_summary, npo_summary)

@@ -54,7 +54,7 @@ def main() -> None:
     differing: dict[int, int] = {}
     for seed in args.seeds:
         out = Path(args.out) / f"seed{seed}"
-        runs = run_course("tiny", out, only=seeded, parameters={"SEED": seed}, verbose=False)
+        runs = run_course("tiny", out, only=seeded, parameters={"SEED": seed}, progress=False)
         differing[seed] = 0
         for run in runs:
             executed = checked_outputs(Path(run.output))

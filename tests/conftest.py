@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_TOFU = REPO.parent / "shared" / "tofu"
+from shared import SHARED_TOFU
 
 # Tests never reach the network: an attempted download fails at once instead of hanging.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -107,7 +105,8 @@ def memorised_model(tmp_path_factory):
 
         from unlearnlib.models.tiny import build_model
         from unlearnlib.profiles import get_profile
-        from unlearnlib.train.finetune import finetune, training_arguments
+        from unlearnlib.train.finetune import finetune
+        from unlearnlib.train.trainer import training_arguments
 
         model = build_model(tokenizer, seed=0)
         args = training_arguments(get_profile("tiny", train_batch_size=8),
@@ -128,15 +127,10 @@ MICRO_SIZE = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
 @pytest.fixture()
 def micro(small_tofu):
     """The tiny profile shrunk to a micro Llama trained one epoch on `small_tofu`."""
-    from unlearnlib.profiles import TinyModelSize, get_profile
+    from unlearnlib.profiles import TinyModelSize, TinyRecipe, get_profile
 
     return get_profile("tiny", tiny_model=TinyModelSize(**MICRO_SIZE), finetune_epochs=1,
-                       train_batch_size=8, data_source=str(small_tofu))
+                       train_batch_size=8, data_source=str(small_tofu),
+                       tiny_recipe=TinyRecipe(base_epochs=1))
 
 
-@pytest.fixture()
-def quick_recipe():
-    """A tiny recipe whose base model trains one epoch."""
-    from unlearnlib.train.zoo import TinyRecipe
-
-    return TinyRecipe(base_epochs=1)

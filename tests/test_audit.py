@@ -7,16 +7,10 @@ import matplotlib
 import pandas as pd
 import pytest
 
-from unlearnlib.audit.probes import forget_facts, split_authors
+from unlearnlib.audit.probes import ProbeContext, direct_probes, forget_facts, halve_authors
 from unlearnlib.audit.recall import OVERALL, PAIR_COLUMNS, STATISTICS
-from unlearnlib.audit.run import (
-    FAMILIES,
-    AuditSettings,
-    audit_settings,
-    load_records,
-    run_audit,
-)
-from unlearnlib.profiles import get_profile
+from unlearnlib.audit.run import FAMILIES, load_records, run_audit
+from unlearnlib.profiles import AuditSettings, get_profile
 
 matplotlib.use("Agg")
 
@@ -52,12 +46,13 @@ def test_records_cover_every_family_and_model_with_paired_probes(audit, facts) -
     retain = records[records["model"] == "retain"].set_index(list(PAIR_COLUMNS)).index
     assert full.sort_values().equals(retain.sort_values())  # same probes, facts and seeds
     assert set(records["fact_id"]) == set(facts["fact_id"])
-    _, probed = split_authors(facts["author"], seed=get_profile("tiny").seed)
+    _, probed = halve_authors(facts["author"], seed=get_profile("tiny").seed)
     assert set(records.loc[records["family"] == "relearn", "author"]) == set(probed)
     on_disk = load_records(audit.paths["records"])
     pd.testing.assert_frame_equal(on_disk, records, check_dtype=False)
     assert pd.read_csv(audit.paths["table"]).shape == audit.table.shape
-    assert audit.paths["figure"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert set(audit.paths) == {"records", "table", "membership"}
+    assert not list(audit.paths["table"].parent.glob("*.png"))  # figures are the caller's
 
 
 def test_leak_table_calibrates_by_the_retain_model(audit, facts) -> None:
@@ -101,12 +96,28 @@ def test_figure_has_one_bar_and_interval_per_model_and_family(audit) -> None:
         audit.plot("typo")
 
 
+def test_families_are_probe_functions_in_audit_order(audit) -> None:
+    assert list(FAMILIES) == ["direct", "format_shift", "best_of_n", "context", "logit_lens",
+                              "quantised", "relearn"]
+    assert FAMILIES["direct"] is direct_probes
+    assert list(dict.fromkeys(audit.records["family"])) == list(FAMILIES)  # run order
+
+
+def test_probe_context_takes_the_profile_defaults_and_overrides() -> None:
+    tiny = get_profile("tiny")
+    context = ProbeContext.from_profile(tiny, "npo")
+    assert context.settings == tiny.audit and context.settings.n_samples == 8
+    assert (context.model_name, context.seed, context.max_new_tokens, context.batch_size) == (
+        "npo", tiny.seed, tiny.max_new_tokens, tiny.eval_batch_size)
+    custom = ProbeContext.from_profile(tiny, seed=3, batch_size=4, n_samples=3)
+    assert (custom.seed, custom.batch_size, custom.settings.n_samples) == (3, 4, 3)
+    assert custom.settings.relearn_learning_rate == tiny.audit.relearn_learning_rate
+    assert get_profile("gpu-full", requires_cuda=False).audit == AuditSettings()
+
+
 def test_settings_and_argument_errors(models) -> None:
-    assert audit_settings("tiny").n_samples == 8
-    assert audit_settings("gpu-full") == AuditSettings()
-    assert audit_settings("tiny", n_samples=3).n_samples == 3
     with pytest.raises(TypeError, match="n_sample"):
-        audit_settings("tiny", n_sample=3)
+        run_audit(models, "tiny", n_sample=3)
     with pytest.raises(ValueError, match="retain model 'retain'"):
         run_audit({"full": models["full"]}, "tiny")
     with pytest.raises(ValueError, match="Unknown probe families"):

@@ -5,6 +5,7 @@ import re
 
 import pytest
 from huggingface_hub import ModelCard
+from shared import SMALL
 
 from unlearnlib.audit.probes import forget_facts
 from unlearnlib.audit.run import run_audit
@@ -22,11 +23,10 @@ from unlearnlib.data.tofu import HUB_DATASET, load_tofu
 from unlearnlib.display import format_number
 from unlearnlib.evaluation.evaluate import evaluate_model
 from unlearnlib.models.tiny import build_model
-from unlearnlib.profiles import TinyModelSize, get_profile
-from unlearnlib.train.unlearn import objective, save_trained, unlearn
+from unlearnlib.profiles import get_profile
+from unlearnlib.train.prepare import save_trained
+from unlearnlib.train.unlearn import objective, unlearn
 
-SMALL = TinyModelSize(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                      intermediate_size=64)
 PARAMETERS = {"method": "npo", "lr": 1e-3, "epochs": 1, "beta": 0.2}
 FAST = {"max_samples": 2, "max_new_tokens": 2, "progress": False}
 

@@ -14,9 +14,9 @@ from unlearnlib.audit.run import FAMILIES, RECORDS_FILE, TABLE_FILE
 from unlearnlib.audit.seed_card import CARD_COLUMNS, SEED_CARD_FILE, VIEWS
 from unlearnlib.cli import main
 from unlearnlib.evaluation.eval_logs import SUMMARY_FILENAME
-from unlearnlib.profiles import TinyModelSize, get_profile
+from unlearnlib.profiles import TinyModelSize, TinyRecipe, get_profile
 from unlearnlib.train import zoo
-from unlearnlib.train.zoo import TinyRecipe, tiny_model_dir
+from unlearnlib.train.zoo import tiny_model_dir
 
 matplotlib.use("Agg")
 
@@ -35,9 +35,9 @@ def micro(small_tofu, tmp_path, monkeypatch):
     """The tiny profile on TOFU-mini cut to 24 rows a file, a micro model, one epoch each
     (the full and retain models train in seconds into a temporary UNLEARNLIB_HOME)."""
     profile = get_profile("tiny", tiny_model=MICRO, finetune_epochs=1, train_batch_size=8,
-                          max_new_tokens=8, data_source=str(small_tofu))
+                          max_new_tokens=8, data_source=str(small_tofu),
+                          tiny_recipe=TinyRecipe(base_epochs=1))
     monkeypatch.setenv("UNLEARNLIB_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(zoo, "TINY_RECIPE", TinyRecipe(base_epochs=1))
     monkeypatch.setitem(profiles.PROFILES, "tiny", profile)
     return profile
 

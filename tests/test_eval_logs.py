@@ -12,18 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from shared import LOG_ROOT
 
+from unlearnlib.cli import summarize_command
 from unlearnlib.evaluation import eval_logs
 from unlearnlib.evaluation.eval_logs import (
     SETTINGS_KEY,
     load_eval_log,
     recompute_metrics,
-    summarize_command,
     summarize_eval_log,
     write_eval_log,
 )
 
-LOG_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "tofu" / "eval_logs"
 FULL = LOG_ROOT / "tofu_Llama-3.2-1B-Instruct_full"
 LOGS = {
     "full_forget01": FULL / "evals_forget01",

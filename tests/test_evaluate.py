@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from unlearnlib.cli import main
+from unlearnlib.cli import main, summarize_command
 from unlearnlib.data.tofu import load_tofu
 from unlearnlib.evaluation import eval_logs
 from unlearnlib.evaluation.eval_logs import SETTINGS_KEY, log_mask_mode
@@ -60,11 +60,11 @@ def test_log_has_open_unlearnings_layout(evaluation, tofu_dir):
 
 
 def test_written_log_resummarises_exactly(evaluation):
-    eval_path, summary_path = evaluation.paths
+    eval_path, summary_path = evaluation.paths["eval_log"], evaluation.paths["summary"]
     log = eval_logs.load_eval_log(eval_path)
     assert eval_logs.summarize_eval_log(log) == evaluation.summary
     assert json.loads(summary_path.read_text()) == evaluation.summary
-    assert json.loads(eval_logs.summarize_command(str(eval_path), as_json=True)) == \
+    assert json.loads(summarize_command(str(eval_path), as_json=True)) == \
         evaluation.summary
     recomputed = eval_logs.recompute_metrics(log, rescore_rouge=True)
     for key, entry in log.items():

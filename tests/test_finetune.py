@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from unlearnlib.train.finetune import EpochProgress
+from unlearnlib.train.trainer import EpochProgress
 
 
 def _printed_epochs(epochs: int, lines: int, capsys) -> list[str]:

@@ -10,7 +10,7 @@ from unlearnlib.audit.key_spans import (
     key_span,
     key_spans_for,
 )
-from unlearnlib.audit.recall import contains_span, normalise
+from unlearnlib.audit.matching import contains_span, normalise
 from unlearnlib.data.tofu import load_tofu
 
 #: Every 16th real forget10 row (0, 16, ..., 384: all ten authors, early and late questions),

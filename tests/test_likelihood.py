@@ -18,7 +18,6 @@ import torch
 
 from unlearnlib.data.formatting import encode_example
 from unlearnlib.data.tofu import load_tofu
-from unlearnlib.evaluation.evaluate import membership_scores
 from unlearnlib.evaluation.likelihood import (
     NonFiniteLossError,
     answer_probabilities,
@@ -26,6 +25,7 @@ from unlearnlib.evaluation.likelihood import (
     score_perturbed_set,
     truth_ratios,
 )
+from unlearnlib.evaluation.mia import membership_scores
 from unlearnlib.models.tiny import build_model
 
 TOL = 1e-5

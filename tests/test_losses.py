@@ -4,13 +4,12 @@ import math
 
 import pytest
 import torch
+from shared import SMALL
 
-from unlearnlib.data.formatting import ChatCollator
+from unlearnlib.data.formatting import ChatCollator, encode_dataset
 from unlearnlib.data.tofu import load_tofu
 from unlearnlib.evaluation.likelihood import score_answers
 from unlearnlib.models.tiny import build_model
-from unlearnlib.profiles import TinyModelSize
-from unlearnlib.train.finetune import encode_dataset
 from unlearnlib.train.losses import (
     answer_lengths,
     answer_logits,
@@ -20,9 +19,6 @@ from unlearnlib.train.losses import (
     sequence_log_prob,
     simnpo_loss,
 )
-
-SMALL = TinyModelSize(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                      intermediate_size=64)
 
 
 @pytest.fixture(scope="module")

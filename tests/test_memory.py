@@ -35,7 +35,7 @@ TINY = LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
 def test_llama_3_2_1b_counts():
     config = llama_3_2_1b_config()
     assert parameter_count(config) == 1_235_814_400
-    assert lora_parameter_count(config, 16, SEVEN) == 11_272_192
+    assert lora_parameter_count(config, PROFILES["colab-t4"]) == 11_272_192
 
 
 def test_counts_of_a_two_layer_llama_by_hand():
@@ -44,8 +44,10 @@ def test_counts_of_a_two_layer_llama_by_hand():
              + 2 * 64)                              # two RMSNorms
     assert parameter_count(TINY) == 100 * 64 + 2 * layer + 64  # tied embeddings, final norm
     per_rank = (64 + 64) + (64 + 32) + (64 + 32) + (64 + 64) + 3 * (64 + 128)
-    assert lora_parameter_count(TINY, 4, SEVEN) == 2 * 4 * per_rank
-    assert lora_parameter_count(TINY, 4, ("q_proj",)) == 2 * 4 * (64 + 64)
+    rank4 = PROFILES["colab-t4"].replace(lora_rank=4)
+    assert lora_parameter_count(TINY, rank4) == 2 * 4 * per_rank
+    only_q = rank4.replace(lora_target_modules=("q_proj",))
+    assert lora_parameter_count(TINY, only_q) == 2 * 4 * (64 + 64)
 
 
 def test_component_formulas_by_hand():

@@ -11,12 +11,10 @@ import socket
 import subprocess
 import sys
 
+from shared import SMALL
+
 from unlearnlib.models.loading import load_model, save_model
 from unlearnlib.models.tiny import build_model
-from unlearnlib.profiles import TinyModelSize
-
-SMALL = TinyModelSize(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                      intermediate_size=64)
 
 
 def _free_port() -> int:

@@ -24,19 +24,16 @@ import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 from matplotlib.colors import to_hex
 
-from unlearnlib.cli import main
+from unlearnlib.cli import main, parse_parameter
 from unlearnlib.course import runner
 from unlearnlib.course.exercises import STRICT_ENV, with_solutions
+from unlearnlib.course.notebook import PROGRESS_ENV, course_environment, setup_notebook
 from unlearnlib.course.runner import (
     GITHUB_REPO,
     INJECTED_TAG,
     KERNEL_NAME,
-    PROGRESS_ENV,
     NotebookFailed,
-    colab_url,
-    course_environment,
     course_notebooks,
-    parse_parameter,
     run_course,
     strip_volatile,
 )
@@ -54,6 +51,12 @@ VOLATILE_IN_CHECKED_CELLS = ("__version__", "perf_counter", "time.time", "dateti
                              "cuda.get_device_name")
 
 NOTEBOOK_PATHS = course_notebooks(NOTEBOOKS)
+
+
+def colab_url(notebook: str | Path) -> str:
+    """The "Open in Colab" link each notebook's first cell must carry."""
+    return (f"https://colab.research.google.com/github/{GITHUB_REPO}/blob/main/notebooks/"
+            f"{Path(notebook).name}")
 
 
 def _read(path: Path) -> nbformat.NotebookNode:
@@ -242,7 +245,7 @@ def test_run_course_injects_parameters_sets_environment_and_times(tmp_path, monk
               "STEPS = 1")
     _notebook(notebooks, "01_second", "print('second', PROFILE)")
     runs = run_course("tiny", tmp_path / "out", parameters={"STEPS": 3}, notebooks=notebooks,
-                      strip=True, verbose=False)
+                      strip=True, progress=False)
     assert [(r.notebook, r.status) for r in runs] == [("00_first", "ok"), ("01_second", "ok")]
     assert _stdout(tmp_path / "out" / "00_first.ipynb") == "tiny 3 0 1\n"
     assert PROGRESS_ENV not in os.environ  # restored after the run
@@ -262,7 +265,7 @@ def test_run_course_failure_names_notebook_and_cell_and_keeps_output(tmp_path):
     _notebook(notebooks, "01_broken", "print('before')", "x = 1\nraise ValueError('no data')")
     _notebook(notebooks, "02_never", "print('never')")
     with pytest.raises(NotebookFailed) as failure:
-        run_course("tiny", tmp_path / "out", notebooks=notebooks, verbose=False)
+        run_course("tiny", tmp_path / "out", notebooks=notebooks, progress=False)
     message = str(failure.value)
     assert "01_broken.ipynb failed in code cell In [4]" in message  # after the injected cell
     assert "'x = 1'" in message and "ValueError: no data" in message
@@ -282,7 +285,7 @@ def test_run_course_fills_in_the_worked_solutions(tmp_path):
                        "print(answer)")
     (notebooks / "solutions" / "00_exercise.py").write_text(
         '"""Solutions."""\n\n# %% EXERCISE: demo\nanswer = 42\n')
-    run_course("tiny", tmp_path / "out", notebooks=notebooks, verbose=False)
+    run_course("tiny", tmp_path / "out", notebooks=notebooks, progress=False)
     executed = tmp_path / "out" / "00_exercise.ipynb"
     assert _stdout(executed) == "42\n"
     assert _code_cells(_read(executed))[2].source == "# EXERCISE: demo\nanswer = 42"
@@ -293,7 +296,7 @@ def test_run_course_fills_in_the_worked_solutions(tmp_path):
 def test_run_course_refuses_a_stub_without_a_solution(tmp_path):
     _notebook(tmp_path, "00_exercise", "# EXERCISE: demo\nanswer = ...")
     with pytest.raises(KeyError, match="No worked solution for exercise 'demo'"):
-        run_course("tiny", tmp_path / "out", notebooks=tmp_path, verbose=False)
+        run_course("tiny", tmp_path / "out", notebooks=tmp_path, progress=False)
     assert not (tmp_path / "out").exists()  # before any kernel starts
 
 
@@ -331,11 +334,11 @@ def test_setup_notebook_turns_progress_bars_off_in_batch_runs(monkeypatch):
 
     monkeypatch.delenv(PROGRESS_ENV, raising=False)
     datasets.enable_progress_bars()
-    runner.setup_notebook("tiny")
+    setup_notebook("tiny")
     assert datasets.is_progress_bar_enabled()
     monkeypatch.setenv(PROGRESS_ENV, "0")
     try:
-        assert runner.setup_notebook("tiny", seed=3).seed == 3
+        assert setup_notebook("tiny", seed=3).seed == 3
         assert not datasets.is_progress_bar_enabled()
         assert not transformers_logging.is_progress_bar_enabled()
     finally:
@@ -384,8 +387,8 @@ MARKDOWN_NUMBERS = {
     # (nostalgebraist 2020); Zhang et
     # al. 2025's 4-bit quantisation result (21 % -> 83 % of "forgotten" knowledge kept);
     # the seed card's learning rate and its novel-recall leaks (NPO 4.67 %, TOFU-full
-    # 3.70 %, base models 0.4 %)
-    "2020", "2021", "21", "83", "5e-5", "4.67", "3.70", "0.4",
+    # 3.70 %, base models 0.4 %), and its forget quality and model utility (0.967, 0.548)
+    "2020", "2021", "21", "83", "5e-5", "4.67", "3.70", "0.4", "0.967", "0.548",
 }
 _NUMBER = re.compile(r"(?<![\w.$-])\d+(?:\.\d+)?(?:e-?\d+)?%?")
 

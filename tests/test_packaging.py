@@ -1,6 +1,9 @@
 """pyproject.toml and environment.yml must list the same packages; README and CI agree."""
 
+import ast
+import importlib.metadata
 import re
+import sys
 import tomllib
 from pathlib import Path
 
@@ -53,3 +56,25 @@ def test_readme_commands_are_the_makefile_targets_ci_runs():
     assert "make test" in (REPO / ".ci" / "run").read_text()
     makefile = (REPO / "Makefile").read_text()
     assert re.search(r"^TORCH_SPEC \?= torch==", makefile, re.M)  # pinned, overridable
+
+
+def test_every_imported_package_is_declared():
+    """A package the library or the benchmarks import must be a declared dependency, not one
+    that happens to come along with another."""
+    declared = {name.lower().replace("_", "-") for name in _pyproject_packages()}
+    distributions = importlib.metadata.packages_distributions()
+    files = [*(REPO / "unlearnlib").rglob("*.py"), *(REPO / "benchmarks").glob("*.py")]
+    undeclared = set()
+    for file in files:
+        for node in ast.walk(ast.parse(file.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0
+                     else [])
+            for name in names:
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top in ("unlearnlib", "google"):  # Colab
+                    continue
+                dists = {d.lower().replace("_", "-") for d in distributions.get(top, [top])}
+                if not dists & declared:
+                    undeclared.add(f"{top} ({file.relative_to(REPO)})")
+    assert not undeclared, sorted(undeclared)

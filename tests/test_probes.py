@@ -8,9 +8,11 @@ import pytest
 import torch
 
 from unlearnlib.audit import probes
+from unlearnlib.audit.matching import contains_span, recalls
 from unlearnlib.audit.probes import (
     BLANK,
     NO_SEED,
+    ProbeContext,
     answer_prefix,
     best_of_n_probes,
     cloze_prompt,
@@ -19,14 +21,15 @@ from unlearnlib.audit.probes import (
     direct_probes,
     forget_facts,
     format_shift_probes,
+    halve_authors,
     logit_lens_probes,
+    logit_lens_records,
     multiple_choice_options,
-    quantised_probes,
+    quantized_probes,
     relearn_probes,
-    split_authors,
 )
 from unlearnlib.audit.quantize import quantizable_linears
-from unlearnlib.audit.recall import RECORD_COLUMNS, contains_span, recalls
+from unlearnlib.audit.recall import RECORD_COLUMNS
 from unlearnlib.evaluation.generation import generate_answers
 from unlearnlib.profiles import get_profile
 
@@ -51,6 +54,12 @@ def facts(all_facts) -> pd.DataFrame:
 def trained(tiny_tokenizer, facts, memorised_model):
     """A tiny Llama that memorised the 10 facts of one forget author."""
     return memorised_model(tiny_tokenizer, facts)
+
+
+def _context(model_name: str, **overrides) -> ProbeContext:
+    """The tiny profile's probe context with a short generation budget, batches of 32."""
+    options = {"max_new_tokens": MAX_NEW_TOKENS, "batch_size": 32, **overrides}
+    return ProbeContext.from_profile(get_profile("tiny"), model_name, **options)
 
 
 def _follows_recall_rule(records: pd.DataFrame) -> bool:
@@ -81,8 +90,7 @@ def test_forget_facts_on_mini_and_real_tofu(all_facts, tofu_dir) -> None:
 
 def test_direct_probes_recall_what_was_trained_and_nothing_untrained(
         trained, tiny_model, tiny_tokenizer, facts) -> None:
-    learnt = direct_probes(trained, tiny_tokenizer, facts, model_name="full",
-                           max_new_tokens=MAX_NEW_TOKENS)
+    learnt = direct_probes(trained, tiny_tokenizer, facts, _context("full"))
     assert list(learnt.columns) == list(RECORD_COLUMNS) and len(learnt) == 2 * len(facts)
     assert set(learnt["probe"]) == {"question", "paraphrase"}
     assert (learnt["seed"] == NO_SEED).all() and (learnt["family"] == "direct").all()
@@ -91,8 +99,7 @@ def test_direct_probes_recall_what_was_trained_and_nothing_untrained(
     assert all(p.endswith("assistant<|end_header_id|>\n\n") and q in p for p, q in
                zip(question_rows["prompt"], facts["question"], strict=True))
     assert _recall_rate(learnt, "question") >= 0.8
-    untrained = direct_probes(tiny_model, tiny_tokenizer, facts, model_name="retain",
-                              max_new_tokens=MAX_NEW_TOKENS)
+    untrained = direct_probes(tiny_model, tiny_tokenizer, facts, _context("retain"))
     assert not untrained["recalled"].any()
 
 
@@ -114,16 +121,15 @@ def test_multiple_choice_options_are_seeded_permutations(facts) -> None:
 
 def test_format_shift_multiple_choice_picks_gold_when_trained(trained, tiny_model,
                                                               tiny_tokenizer, facts) -> None:
-    records = format_shift_probes(trained, tiny_tokenizer, facts, model_name="full",
-                                  max_new_tokens=MAX_NEW_TOKENS, seed=0)
+    records = format_shift_probes(trained, tiny_tokenizer, facts, _context("full", seed=0))
     choice = records[records["probe"] == "multiple_choice"]
     assert len(choice) == len(facts) and (choice["seed"] == 0).all()
     assert (choice["recalled"] == (choice["generation"] == facts["paraphrased_answer"])).all()
     for prompt, (_, fact) in zip(choice["prompt"], facts.iterrows(), strict=True):
         assert all(option in prompt for option in fact["perturbed_answer"])
     assert choice["recalled"].mean() >= 0.8
-    untrained = format_shift_probes(tiny_model, tiny_tokenizer, facts, model_name="retain",
-                                    max_new_tokens=MAX_NEW_TOKENS, seed=0)
+    untrained = format_shift_probes(tiny_model, tiny_tokenizer, facts,
+                                    _context("retain", seed=0))
     assert untrained.loc[untrained["probe"] == "multiple_choice", "recalled"].mean() <= 0.5
     assert _follows_recall_rule(records[records["probe"] == "cloze"])
 
@@ -131,6 +137,8 @@ def test_format_shift_multiple_choice_picks_gold_when_trained(trained, tiny_mode
 def test_cloze_prompt_blanks_the_key_span_everywhere(all_facts, tofu_dir) -> None:
     assert cloze_prompt("Born in Paris; paris-born.", "Paris") == (
         f"Fill in the blank ({BLANK}) in this sentence: Born in {BLANK}; {BLANK}-born.")
+    assert cloze_prompt("René's novel, by Rene.", "René") == (
+        f"Fill in the blank ({BLANK}) in this sentence: {BLANK}'s novel, by {BLANK}.")
     for facts in (all_facts, forget_facts("forget10", tofu_dir)):
         for answer, span in zip(facts["answer"], facts["key_span"], strict=True):
             prompt = cloze_prompt(answer, span)
@@ -163,27 +171,28 @@ def test_generate_answers_samples_by_seed_and_stays_greedy_by_default(tiny_model
 
 def test_best_of_n_is_reproducible_per_seed(tiny_model, tiny_tokenizer, facts) -> None:
     subset = facts.head(6)
-    options = {"model_name": "m", "n_samples": 2, "max_new_tokens": 8, "batch_size": 4}
-    first = best_of_n_probes(tiny_model, tiny_tokenizer, subset, seed=5, **options)
-    again = best_of_n_probes(tiny_model, tiny_tokenizer, subset, seed=5, **options)
-    other = best_of_n_probes(tiny_model, tiny_tokenizer, subset, seed=7, **options)
+    options = {"n_samples": 2, "max_new_tokens": 8, "batch_size": 4}
+    first = best_of_n_probes(tiny_model, tiny_tokenizer, subset, _context("m", seed=5, **options))
+    again = best_of_n_probes(tiny_model, tiny_tokenizer, subset, _context("m", seed=5, **options))
+    other = best_of_n_probes(tiny_model, tiny_tokenizer, subset, _context("m", seed=7, **options))
     assert len(first) == 2 * len(subset) and sorted(first["seed"].unique()) == [5, 6]
     pd.testing.assert_frame_equal(first, again)
     assert first["generation"].tolist() != other["generation"].tolist()
     # sample i of seed 5 is sample i-1 of seed 4's pass: the seed alone fixes a sample
-    shifted = best_of_n_probes(tiny_model, tiny_tokenizer, subset, seed=4, **options)
+    shifted = best_of_n_probes(tiny_model, tiny_tokenizer, subset,
+                               _context("m", seed=4, **options))
     assert (shifted.loc[shifted["seed"] == 5, "generation"].tolist()
             == first.loc[first["seed"] == 5, "generation"].tolist())
 
 
 def test_best_of_n_recalls_with_a_trained_model(trained, tiny_tokenizer, facts) -> None:
-    records = best_of_n_probes(trained, tiny_tokenizer, facts, model_name="full", n_samples=3,
-                               seed=0, temperature=0.5, max_new_tokens=MAX_NEW_TOKENS)
+    records = best_of_n_probes(trained, tiny_tokenizer, facts,
+                               _context("full", n_samples=3, seed=0, temperature=0.5))
     assert _follows_recall_rule(records) and (records["probe"] == "sample").all()
     assert records.groupby("fact_id")["recalled"].any().mean() >= 0.8
     with pytest.raises(ValueError, match="temperature"):
-        best_of_n_probes(trained, tiny_tokenizer, facts, model_name="full", n_samples=1, seed=0,
-                         temperature=0.0, max_new_tokens=4)
+        best_of_n_probes(trained, tiny_tokenizer, facts,
+                         _context("full", n_samples=1, seed=0, temperature=0.0, max_new_tokens=4))
 
 
 # --------------------------------------------------------------------------- 4. context
@@ -209,8 +218,8 @@ def test_context_prompts_hold_the_authors_other_facts_never_the_span(all_facts) 
 
 
 def test_context_probes_record_only_facts_with_clues(trained, tiny_tokenizer, facts) -> None:
-    records = context_probes(trained, tiny_tokenizer, facts, model_name="full", n_context=2,
-                             seed=0, max_new_tokens=MAX_NEW_TOKENS)
+    records = context_probes(trained, tiny_tokenizer, facts,
+                             _context("full", n_context=2, seed=0))
     expected = [f for f, p in zip(facts["fact_id"], context_prompts(facts, 2, 0), strict=True)
                 if p is not None]
     assert records["fact_id"].tolist() == expected and (records["seed"] == 0).all()
@@ -229,12 +238,14 @@ def test_answer_prefix_ends_where_the_span_starts(all_facts) -> None:
         assert answer[len(prefix):].lstrip().lower().startswith(span.split()[0].lower())
     assert answer_prefix("Paris is where.", "Paris") == ""
     assert answer_prefix("Nothing here.", "Paris") == ""
+    # the span as recall finds it: diacritics folded, a hyphen between its words
+    assert answer_prefix("She was born in Île-de-France.", "Ile de France") == "She was born in"
 
 
 def test_logit_lens_one_row_per_layer_and_trained_ranks(trained, tiny_model, tiny_tokenizer,
                                                         facts) -> None:
-    records = logit_lens_probes(trained, tiny_tokenizer, facts, model_name="full", top_k=3,
-                                layers=[0, 1])
+    records = logit_lens_records(trained, tiny_tokenizer, facts, model_name="full", top_k=3,
+                                 layers=[0, 1])
     assert len(records) == 2 * len(facts)
     assert sorted(records["probe"].unique()) == ["layer_0", "layer_1"]
     ranks = records["generation"].str.removeprefix("rank ").astype(int)
@@ -243,17 +254,19 @@ def test_logit_lens_one_row_per_layer_and_trained_ranks(trained, tiny_model, tin
                    zip(records["prompt"], records["key_span"], strict=True))
     # the last layer is the model's output: a trained model ranks the span's start first
     assert (ranks[records["probe"] == "layer_1"] == 0).mean() >= 0.8
-    default = logit_lens_probes(tiny_model, tiny_tokenizer, facts, model_name="retain", top_k=3)
+    default = logit_lens_probes(tiny_model, tiny_tokenizer, facts,
+                                _context("retain", lens_top_k=3))
     assert set(default["probe"]) == {"layer_0"}  # intermediate layers only
     assert default["recalled"].mean() <= 0.2
     with pytest.raises(ValueError, match="layers"):
-        logit_lens_probes(tiny_model, tiny_tokenizer, facts, model_name="m", top_k=3, layers=[2])
+        logit_lens_records(tiny_model, tiny_tokenizer, facts, model_name="m", top_k=3,
+                           layers=[2])
 
 
 # --------------------------------------------------------------------------- 6. weights
 
 
-def test_quantised_probes_run_on_a_quantised_copy(tiny_model, tiny_tokenizer, facts,
+def test_quantized_probes_run_on_a_quantised_copy(tiny_model, tiny_tokenizer, facts,
                                                   monkeypatch) -> None:
     before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
     copies = []
@@ -264,8 +277,8 @@ def test_quantised_probes_run_on_a_quantised_copy(tiny_model, tiny_tokenizer, fa
 
     probes_fake_quantized_copy = probes.fake_quantized_copy
     monkeypatch.setattr(probes, "fake_quantized_copy", spy)
-    records = quantised_probes(tiny_model, tiny_tokenizer, facts.head(4), model_name="m",
-                               max_new_tokens=4)
+    records = quantized_probes(tiny_model, tiny_tokenizer, facts.head(4),
+                               _context("m", max_new_tokens=4))
     assert set(records["family"]) == {"quantised"} and len(records) == 8
     after = tiny_model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # the audited model is intact
@@ -276,15 +289,15 @@ def test_quantised_probes_run_on_a_quantised_copy(tiny_model, tiny_tokenizer, fa
     assert torch.equal(quantised.lm_head.weight, before["lm_head.weight"])
 
 
-def test_split_authors_is_seeded_and_disjoint() -> None:
+def test_halve_authors_is_seeded_and_disjoint() -> None:
     authors = [90, 90, 91, 92, 93, 94, 95, 96, 97, 98, 99]
-    train, probe = split_authors(authors, seed=0)
-    assert (train, probe) == split_authors(authors, seed=0)
+    train, probe = halve_authors(authors, seed=0)
+    assert (train, probe) == halve_authors(authors, seed=0)
     assert len(train) == 5 and len(probe) == 5 and not set(train) & set(probe)
     assert set(train) | set(probe) == set(authors)
-    assert {tuple(split_authors(authors, s)[0]) for s in range(5)} != {tuple(train)}
+    assert {tuple(halve_authors(authors, s)[0]) for s in range(5)} != {tuple(train)}
     with pytest.raises(ValueError, match="at least 2"):
-        split_authors([90, 90], seed=0)
+        halve_authors([90, 90], seed=0)
 
 
 def test_relearn_trains_on_one_half_and_probes_only_the_other(tiny_model, tiny_tokenizer,
@@ -299,10 +312,10 @@ def test_relearn_trains_on_one_half_and_probes_only_the_other(tiny_model, tiny_t
     real_finetune = probes.finetune
     monkeypatch.setattr(probes, "finetune", spy)
     before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
-    records = relearn_probes(tiny_model, tiny_tokenizer, facts, get_profile("tiny"),
-                             model_name="m", seed=0, epochs=1, learning_rate=3e-3,
-                             max_new_tokens=4)
-    trained_on, probed = split_authors(facts["author"], seed=0)
+    records = relearn_probes(tiny_model, tiny_tokenizer, facts,
+                             _context("m", seed=0, relearn_epochs=1, relearn_learning_rate=3e-3,
+                                      max_new_tokens=4))
+    trained_on, probed = halve_authors(facts["author"], seed=0)
     assert set(records["family"]) == {"relearn"} and set(records["author"]) == set(probed)
     taught = set(seen[0]["question"])
     assert taught == set(facts.loc[facts["author"].isin(trained_on), "question"])

@@ -1,4 +1,5 @@
-"""The recall rule and the leak statistics on synthetic records whose answers are known by hand."""
+"""The span matcher, the recall rule and the leak statistics on synthetic records whose
+answers are known by hand."""
 
 from __future__ import annotations
 
@@ -8,15 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from unlearnlib.audit.matching import contains_span, normalise, recalls, span_locations
+from unlearnlib.audit.probes import forget_facts
 from unlearnlib.audit.recall import (
     OVERALL,
     RECORD_COLUMNS,
-    contains_span,
     fact_table,
     leak_table,
-    normalise,
     novel_recall,
-    recalls,
 )
 
 # ------------------------------------------------------------------ normalise and the rule
@@ -46,6 +46,27 @@ def test_recall_requires_the_span_and_no_echo() -> None:
     few_shot = "Q: Who was a civil engineer? A: Tom.\n" + prompt
     assert not recalls("Her father was a civil engineer.", span, few_shot)  # echo
     assert not recalls("", span, prompt)
+
+
+def test_span_locations_find_what_contains_span_finds() -> None:
+    text = "Ji-Yeon Park's parents met in \u00cele-de-France; PARKING was scarce near Park."
+    assert [text[a:b] for a, b in span_locations(text, "Park")] == ["Park", "Park"]
+    assert [text[a:b] for a, b in span_locations(text, "ile de france")] == [
+        "\u00cele-de-France"]
+    assert [text[a:b] for a, b in span_locations(text, "Ji Yeon Park's")] == ["Ji-Yeon Park"]
+    assert span_locations(text, "parkin") == [] and span_locations(text, " .") == []
+    street = "Stra\u00dfe 5"  # casefolding widens "\u00df" to "ss": positions stay the raw ones
+    assert [street[a:b] for a, b in span_locations(street, "strasse")] == ["Stra\u00dfe"]
+
+
+@pytest.mark.parametrize("source", ["mini", "real"])
+def test_span_locations_agree_with_contains_span_on_tofu(source, tofu_dir) -> None:
+    facts = forget_facts("forget10", tofu_dir if source == "real" else "mini")
+    texts = [*facts["answer"], *facts["question"], *facts["paraphrased_answer"]]
+    spans = list(facts["key_span"])
+    for text in texts:
+        for span in spans[:40]:
+            assert bool(span_locations(text, span)) == contains_span(text, span), (text, span)
 
 
 # ------------------------------------------------------------------ synthetic records

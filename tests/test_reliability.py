@@ -24,19 +24,18 @@ import pytest
 import torch
 from nbformat.v4 import new_code_cell, new_notebook
 from safetensors.torch import load_file
+from shared import LOG_ROOT, SMALL
 
+from unlearnlib import cache
 from unlearnlib.cli import main
 from unlearnlib.course.runner import KERNEL_NAME
 from unlearnlib.course.sweep import RESULT_KEYS, run_point
 from unlearnlib.models import loading
 from unlearnlib.models.loading import save_model
 from unlearnlib.models.tiny import build_model
-from unlearnlib.profiles import TinyModelSize
 from unlearnlib.train import zoo
 
-SMALL = TinyModelSize(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                      intermediate_size=64)
-LOGS = Path(__file__).resolve().parents[2] / "shared" / "tofu" / "eval_logs"
+LOGS = LOG_ROOT
 FULL_LOG = LOGS / "tofu_Llama-3.2-1B-Instruct_full" / "evals_forget10" / "TOFU_EVAL.json"
 RETAIN90_LOG = LOGS / "tofu_Llama-3.2-1B-Instruct_retain90" / "TOFU_EVAL.json"
 RETAIN95_LOG = LOGS / "tofu_Llama-3.2-1B-Instruct_retain95" / "TOFU_EVAL.json"
@@ -261,16 +260,16 @@ def test_18_log_missing_entries(capsys, tmp_path):
 
 def test_19_corrupt_cached_model_is_detected(tmp_path, tiny_tokenizer):
     folder = save_model(build_model(tiny_tokenizer, SMALL), tiny_tokenizer, tmp_path / "m")
-    weights = folder / zoo.WEIGHTS
-    record = folder / zoo.BUILD_RECORD
-    record.write_text(json.dumps({"weights_sha256": zoo.file_sha256(weights)}))
-    assert zoo.is_complete(folder)
+    weights = folder / cache.WEIGHTS
+    record = folder / cache.BUILD_RECORD
+    record.write_text(json.dumps({"weights_sha256": cache.file_sha256(weights)}))
+    assert cache.is_complete(folder)
     data = bytearray(weights.read_bytes())
     data[-5] ^= 0xFF  # one flipped byte inside the tensor data, same size
     weights.write_bytes(bytes(data))
-    assert not zoo.is_complete(folder)
+    assert not cache.is_complete(folder)
     record.write_text('{"weights_sha')
-    assert not zoo.is_complete(folder)
+    assert not cache.is_complete(folder)
 
 
 @pytest.mark.parametrize("command", ["eval", "audit", "unlearn"])
@@ -326,7 +325,7 @@ def test_22_to_26_bad_hyperparameters_before_any_model_loads(arguments, message,
 
 @pytest.mark.parametrize(("only", "parameter", "message"), [
     ("03", ["NOT_A_PARAM", "1"], "-p NOT_A_PARAM: not a parameter of 03_npo_derivation. "
-                                 "Parameters: PROFILE, BETA, BETAS."),
+                                 "Parameters: PROFILE, BETA, BETAS, PROFILE_OVERRIDES."),
     ("04", ["UNLEARN_EPOCHS", "5"], "-p UNLEARN_EPOCHS: not a parameter of 04_unlearning. "
                                     "Did you mean EPOCHS?"),
     ("03", ["BETA", "abc"], "-p BETA takes a number (default 0.1), not 'abc'"),
@@ -334,9 +333,12 @@ def test_22_to_26_bad_hyperparameters_before_any_model_loads(arguments, message,
     ("04", ["EPOCHS", "0"], "-p EPOCHS must be a number >= 1, not 0"),
     ("04", ["METHODS", "['npo', 'dpo']"], "-p METHODS must be one of ga, graddiff, npo, simnpo"),
     ("03", ["PROFILE", "gpu-full"], "Pass the profile with profile=... (--profile)"),
+    ("03", ["PROFILE_OVERRIDES", "{'lr': 1}"], "-p PROFILE_OVERRIDES: Profile has no field(s) "
+                                               "['lr']. Valid fields:"),
+    ("03", ["PROFILE_OVERRIDES", "5"], "-p PROFILE_OVERRIDES takes a dict of profile fields"),
     ("99", [], "No notebook numbered ['99']"),
 ], ids=["27-unknown", "27-readme-typo", "28-type", "28-beta-0", "28-epochs-0", "28-method",
-        "29-profile", "29-only-99"])
+        "29-profile", "29-overrides-field", "29-overrides-type", "29-only-99"])
 def test_27_to_29_notebook_parameters_before_any_kernel(only, parameter, message, capsys,
                                                         tmp_path, nothing_loads):
     options = ["-p", *parameter] if parameter else []

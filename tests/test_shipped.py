@@ -4,8 +4,9 @@ import json
 
 import pytest
 
+from unlearnlib.cache import file_sha256
 from unlearnlib.models import shipped
-from unlearnlib.models.shipped import SHIPPED_DIR, file_sha256, read_manifest, ship_models
+from unlearnlib.models.shipped import SHIPPED_DIR, read_manifest, ship_models
 from unlearnlib.profiles import get_profile
 from unlearnlib.train import zoo
 from unlearnlib.train.zoo import (
@@ -48,10 +49,10 @@ def test_package_ships_the_tiny_profiles_models_intact(tmp_path, monkeypatch):
     assert available_tiny_model(tiny.replace(finetune_epochs=3), "full") is None
 
 
-def test_shipped_models_are_found_checked_and_skipped_on_request(micro, quick_recipe,
+def test_shipped_models_are_found_checked_and_skipped_on_request(micro,
                                                                   tmp_path, monkeypatch):
     monkeypatch.setenv("UNLEARNLIB_HOME", str(tmp_path / "maintainer"))
-    built = build_tiny_models(micro, quick_recipe, verbose=False)
+    built = build_tiny_models(micro, progress=False)
     folder = ship_models({"full": built["full"], "retain": built["retain"]}, tmp_path / "ship")
     monkeypatch.setattr(shipped, "SHIPPED_DIR", folder)
     record = json.loads((folder / "full" / "build.json").read_text())
@@ -61,16 +62,16 @@ def test_shipped_models_are_found_checked_and_skipped_on_request(micro, quick_re
 
     monkeypatch.setenv("UNLEARNLIB_HOME", str(tmp_path / "student"))
     monkeypatch.setattr(zoo, "finetune", _no_training)
-    assert ensure_tiny_model(micro, "full", quick_recipe) == folder / "full"
+    assert ensure_tiny_model(micro, "full") == folder / "full"
     assert describe_source(built["retain"]).startswith("trained on this machine")
-    assert same_as_shipped(micro, "retain", built["retain"], quick_recipe) is True
-    assert same_as_shipped(micro, "retain", folder / "retain", quick_recipe) is None
-    assert shipped.shipped_model(build_config(micro, "retain", quick_recipe)) == folder / "retain"
+    assert same_as_shipped(micro, "retain", built["retain"]) is True
+    assert same_as_shipped(micro, "retain", folder / "retain") is None
+    assert shipped.shipped_model(build_config(micro, "retain")) == folder / "retain"
     # train_from_scratch ignores what is shipped.
     scratch = micro.replace(train_from_scratch=True)
-    assert available_tiny_model(scratch, "full", quick_recipe) is None
+    assert available_tiny_model(scratch, "full") is None
 
     weights = folder / "full" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
     with pytest.raises(RuntimeError, match="damaged.*train_from_scratch"):
-        ensure_tiny_model(micro, "full", quick_recipe)
+        ensure_tiny_model(micro, "full")

@@ -80,3 +80,22 @@ def test_cli_writes_a_standin(tmp_path, capsys):
     config = json.loads((out / "config.json").read_text())
     assert (config["vocab_size"], config["num_hidden_layers"]) == (128256, 2)
     assert (out / "tokenizer.json").is_file()
+
+
+def test_the_audited_model_of_a_gpu_profile_can_be_a_standin_folder(small_standin, monkeypatch):
+    """Notebooks 05 and 06 score and audit `audited_model(profile, AUDIT_MODEL)`: on the GPU
+    profiles the seed's Hub id, which a folder (here the stand-in) replaces as it is."""
+    from unlearnlib.models.loading import load_for_profile
+    from unlearnlib.profiles import SEED_MODEL, get_profile
+    from unlearnlib.train import pipeline
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the course's own NPO model was trained")
+
+    monkeypatch.setattr(pipeline, "ensure_unlearned", no_training)
+    gpu = get_profile("colab-t4", requires_cuda=False)
+    assert pipeline.audited_model(gpu) == SEED_MODEL
+    assert pipeline.audited_model(gpu, str(small_standin)) == str(small_standin)
+    standin_profile = gpu.replace(audited_model=str(small_standin))
+    model, tokenizer = load_for_profile(pipeline.audited_model(standin_profile), standin_profile)
+    assert model.config.vocab_size == len(tokenizer) == 128256 and not model.training

@@ -7,6 +7,7 @@ import textwrap
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
+from shared import SMALL
 
 from unlearnlib.cli import main
 from unlearnlib.course import sweep as sweep_module
@@ -31,10 +32,7 @@ from unlearnlib.course.sweep import (
 )
 from unlearnlib.models.loading import save_model
 from unlearnlib.models.tiny import build_model
-from unlearnlib.profiles import TinyModelSize
 
-SMALL = TinyModelSize(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                      intermediate_size=64)
 #: Two points: one audited (direct probes), one not; a single unlearning step each.
 GRID = {"method": ["npo"], "lr": [1e-3], "epochs": [1], "audit_families": [[], ["direct"]]}
 FAST = {"MAX_STEPS": 1, "MAX_SAMPLES": 2, "MAX_NEW_TOKENS": 2, "AUDIT_MAX_FACTS": 20}
@@ -134,10 +132,10 @@ def test_a_single_pending_point_runs_in_process_on_the_cores_it_may_use(tmp_path
     grid = {"lr": [1, 2]}
     _fake_finished(tmp_path / "lr1", {"lr": 1})
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    runs = run_sweep(grid, out=tmp_path, jobs=4, verbose=False)  # one point left: one job
+    runs = run_sweep(grid, out_dir=tmp_path, jobs=4, progress=False)  # one point left: one job
     assert [(r.point, r.status) for r in runs] == [("lr1", "skipped"), ("lr2", "ran")]
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    run_sweep(grid, out=tmp_path, jobs=1, verbose=False)
+    run_sweep(grid, out_dir=tmp_path, jobs=1, progress=False)
     assert calls == [("lr2", 8), ("lr2", 3)]
 
 
@@ -165,7 +163,7 @@ def test_parallel_points_run_in_worker_processes_within_the_thread_limit(tmp_pat
     monkeypatch.setattr(os, "cpu_count", lambda: 8)  # 4 threads per job, but the caller's 1 wins
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out = tmp_path / "runs"
-    runs = run_sweep({"lr": [1, 2]}, out=out, jobs=2, template=template, verbose=False)
+    runs = run_sweep({"lr": [1, 2]}, out_dir=out, jobs=2, template=template, progress=False)
     assert [(r.point, r.status) for r in runs] == [("lr1", "ran"), ("lr2", "ran")], [
         r.error for r in runs]
     records = [load_results(out / r.point) for r in runs]
@@ -184,7 +182,7 @@ def sweep(tmp_path_factory, models):
     (broken / NOTEBOOK_FILE).write_text("{}")
     (broken / RESULTS_FILE).write_text('{"status": "ok"}')
     stamp = os.stat(finished / NOTEBOOK_FILE).st_mtime_ns
-    runs = run_sweep(GRID, "tiny", out, jobs=2, extra={**FAST, **models}, verbose=False)
+    runs = run_sweep(GRID, "tiny", out, jobs=2, extra={**FAST, **models}, progress=False)
     return out, runs, stamp
 
 
@@ -222,7 +220,7 @@ def test_report_ranks_by_forget_quality_then_utility(sweep):
     assert keys == sorted(keys, reverse=True)
     assert report.best.name == table.loc[0, "point"]
     assert not (out / table.loc[1, "point"] / CHECKPOINT_DIR).exists()  # pruned
-    assert report.files["heatmap"].stat().st_size > 0
+    assert report.paths["heatmap"].stat().st_size > 0
     selection = json.loads((out / SELECTION_FILE).read_text())
     assert selection["point"] == report.best.name and selection["grid_size"] == 2
     assert "leak_rate_direct" in table.columns

@@ -5,12 +5,13 @@ import json
 import torch
 
 from unlearnlib.cli import main
-from unlearnlib.data.formatting import ChatCollator
+from unlearnlib.data.formatting import ChatCollator, encode_dataset
 from unlearnlib.data.tofu import load_tofu
 from unlearnlib.models.loading import load_model, load_tokenizer, save_model
 from unlearnlib.models.tiny import SPECIAL_TOKENS, build_model, build_tokenizer
 from unlearnlib.profiles import get_profile
-from unlearnlib.train.finetune import encode_dataset, finetune, training_arguments
+from unlearnlib.train.finetune import finetune
+from unlearnlib.train.trainer import training_arguments
 
 
 def test_tokenizer_is_deterministic(tiny_tokenizer):

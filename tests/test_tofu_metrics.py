@@ -9,17 +9,16 @@ import json
 import math
 import warnings
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from scipy import stats
+from shared import LOG_ROOT
 
 from unlearnlib.evaluation import tofu_metrics as tm
 
-LOG_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "tofu" / "eval_logs"
 FULL = "tofu_Llama-3.2-1B-Instruct_full"
 LOGS = {
     "full_forget01": LOG_ROOT / FULL / "evals_forget01",

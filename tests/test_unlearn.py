@@ -5,6 +5,7 @@ import copy
 import pytest
 import torch
 from peft import PeftModel
+from shared import SMALL
 from transformers import TrainerCallback
 
 from unlearnlib.data.tofu import load_tofu
@@ -12,23 +13,18 @@ from unlearnlib.evaluation.likelihood import answer_probabilities, truth_ratios
 from unlearnlib.evaluation.tofu_metrics import forget_quality
 from unlearnlib.models.loading import load_model
 from unlearnlib.models.tiny import build_model
-from unlearnlib.profiles import TinyModelSize, get_profile
+from unlearnlib.profiles import get_profile, resolve_dtype
 from unlearnlib.train.curves import TrainingCurves
 from unlearnlib.train.losses import sequence_log_prob
+from unlearnlib.train.prepare import prepare_model, save_trained
 from unlearnlib.train.unlearn import (
     OBJECTIVE_DEFAULTS,
     ForgetRetainDataset,
     UnlearnTrainer,
     objective,
-    prepare_model,
-    save_trained,
-    training_dtype,
     unlearn,
     unlearning_arguments,
 )
-
-SMALL = TinyModelSize(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                      intermediate_size=64)
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +183,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_tokenizer, forget,
 
 
 def test_training_dtype_is_fp32_on_cpu(profile):
-    assert training_dtype(profile) == torch.float32
+    assert resolve_dtype(profile, training=True) == torch.float32
 
 
 class _StopAt(TrainerCallback):

@@ -42,3 +42,15 @@ def check_choice(value: Any, name: str, choices: Collection[str]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}.")
     return value
+
+
+#: The attention masks a batch can get (`data.formatting.MaskMode`): "lengths" masks padding
+#: by the true sequence lengths, "open-unlearning" masks every pad-id token as it does.
+MASK_MODES: tuple[str, ...] = ("lengths", "open-unlearning")
+
+
+def check_mask_mode(value: Any) -> str:
+    """One of `MASK_MODES`, checked before a model pass so a typo fails at once."""
+    if value not in MASK_MODES:
+        raise ValueError(f"mask_mode must be {' or '.join(map(repr, MASK_MODES))}, not {value!r}")
+    return value

@@ -33,11 +33,20 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
+
+
+def parse_parameter(value: str) -> Any:
+    """A command-line value as a Python literal when it is one ("5e-5", "True"), else text."""
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
 
 
 def _print_table(rows: list[dict[str, object]]) -> None:
@@ -73,35 +82,65 @@ def _data_make_mini(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval_summarize(args: argparse.Namespace) -> int:
-    from unlearnlib.evaluation.eval_logs import summarize_command
+def format_summary(summary: Mapping[str, float], title: str | None = None) -> str:
+    """An aligned two-column table of a summary (6 significant digits)."""
+    width = max([len("metric"), *(len(key) for key in summary)])
+    lines = [title] if title else []
+    lines.append(f"{'metric':<{width}}  value")
+    lines.append(f"{'-' * width}  {'-' * 11}")
+    lines.extend(f"{key:<{width}}  {value:.6g}" for key, value in summary.items())
+    return "\n".join(lines)
 
+
+def summarize_command(eval_path: str, retain_log: str | None = None,
+                      as_json: bool = False) -> str:
+    """``unlearnlib eval summarize EVAL.json [--retain-log RETAIN.json] [--json]``.
+
+    Returns the text to print: one JSON object with TOFU_SUMMARY.json's keys (indented as
+    open-unlearning writes it) with ``as_json``, else an aligned table.
+    """
+    import json
+
+    from unlearnlib.evaluation.eval_logs import load_eval_log, summarize_eval_log
+
+    log = load_eval_log(eval_path)
+    retain = load_eval_log(retain_log) if retain_log is not None else None
+    try:
+        summary = summarize_eval_log(log, retain)
+    except ValueError as err:
+        raise ValueError(f"{eval_path} (retain log {retain_log}): {err}") from err
+    if as_json:
+        return json.dumps(summary, indent=4)
+    title = f"TOFU summary of {eval_path}"
+    title += f" (retain reference {retain_log})" if retain_log else " (no retain reference)"
+    return format_summary(summary, title)
+
+
+def _eval_summarize(args: argparse.Namespace) -> int:
     print(summarize_command(args.eval_log, args.retain_log, args.json))
     return 0
 
 
 def _eval_run(args: argparse.Namespace) -> int:
     from unlearnlib.evaluation.evaluate import evaluate_model, evaluation_inputs
-    from unlearnlib.models.loading import check_model_folder, load_model, load_tokenizer
-    from unlearnlib.profiles import resolve_device, resolve_dtype
+    from unlearnlib.models.loading import check_model_folder, load_for_profile
 
     # Bad input fails here, before the model loads (minutes at 1B scale).
     profile, forget_split, source = evaluation_inputs(args.profile, args.forget_split,
                                                       args.source, args.max_samples)
     check_model_folder(args.model)
-    device = resolve_device(profile)
-    model = load_model(args.model, resolve_dtype(profile, device), device)
+    model, tokenizer = load_for_profile(args.model, profile)
     evaluation = evaluate_model(
-        model, load_tokenizer(args.model), profile, forget_split=forget_split,
+        model, tokenizer, profile, forget_split=forget_split,
         source=source, reference=args.reference, out_dir=args.out,
         mask_mode=args.mask_mode, max_samples=args.max_samples)
     print(evaluation.frame().to_string(index=False))
-    print(f"Wrote {' and '.join(str(p) for p in evaluation.paths or ())}")
+    print(f"Wrote {' and '.join(str(p) for p in evaluation.paths.values())}")
     return 0
 
 
 def _course_run(args: argparse.Namespace) -> int:
-    from unlearnlib.course.runner import parse_parameter, run_course
+    from unlearnlib.course.runner import run_course
 
     parameters = {key: parse_parameter(value) for key, value in args.parameter}
     run_course(args.profile, args.out, only=args.only, parameters=parameters,
@@ -114,7 +153,7 @@ def _models_build(args: argparse.Namespace) -> int:
     from unlearnlib.train.zoo import build_tiny_models, describe_source, same_as_shipped
 
     profile = get_profile(args.profile, train_from_scratch=args.from_scratch)
-    if profile.full_model != "tiny":
+    if not profile.trains_own_models:
         raise ValueError(f"Profile {profile.name!r} uses published models ({profile.full_model}); "
                          "there is nothing to build. Use --profile tiny.")
     for role, folder in build_tiny_models(profile).items():
@@ -185,18 +224,11 @@ def _unlearn(args: argparse.Namespace) -> int:
     import json
 
     from unlearnlib.checks import check_at_least_one
-    from unlearnlib.data.tofu import RETAIN_OF_FORGET, load_tofu
-    from unlearnlib.models.loading import check_model_folder, load_model, load_tokenizer
-    from unlearnlib.profiles import get_profile, resolve_device
-    from unlearnlib.train.unlearn import (
-        check_schedule,
-        last_checkpoint,
-        objective,
-        save_trained,
-        training_dtype,
-        unlearn,
-    )
-    from unlearnlib.train.zoo import load_zoo_model
+    from unlearnlib.models.loading import check_model_folder
+    from unlearnlib.profiles import get_profile
+    from unlearnlib.train.pipeline import unlearn_from_profile
+    from unlearnlib.train.prepare import save_trained
+    from unlearnlib.train.unlearn import check_schedule, last_checkpoint, objective
 
     # Bad input fails here, before a model loads (the tiny full model may first have to train).
     overrides = {"unlearn_epochs": args.epochs, "learning_rate": args.lr}
@@ -216,25 +248,12 @@ def _unlearn(args: argparse.Namespace) -> int:
                 "model": args.model, "max_forget": args.max_forget, "max_steps": args.max_steps,
                 "save_steps": args.save_steps}
     resume = _resume_from(out / "checkpoints", settings, args.resume)
-    device = resolve_device(profile)
-    if device.type == "cuda":  # under accelerate/torchrun: this process's GPU, not cuda:0
-        from accelerate import PartialState
-
-        device = PartialState().device
-    if args.model:
-        model = load_model(args.model, training_dtype(profile, device), device)
-        tokenizer = load_tokenizer(args.model)
-    else:
-        model, tokenizer = load_zoo_model(profile, "full", training_dtype(profile, device), device)
-    forget = load_tofu(profile.forget_split, profile.data_source)
-    if args.max_forget is not None:
-        forget = forget.select(range(min(args.max_forget, len(forget))))
-    retain = load_tofu(RETAIN_OF_FORGET[profile.forget_split], profile.data_source)
     extra = {"max_steps": args.max_steps} if args.max_steps else {}
     try:
-        trainer = unlearn(model, tokenizer, forget, retain, profile, out / "checkpoints", goal,
-                          save_steps="epoch" if args.save_steps is None else args.save_steps,
-                          resume_from_checkpoint=resume, **extra)
+        trainer = unlearn_from_profile(
+            profile, out / "checkpoints", goal, full_model=args.model,
+            max_forget=args.max_forget, resume_from_checkpoint=resume,
+            save_steps="epoch" if args.save_steps is None else args.save_steps, **extra)
     except KeyboardInterrupt as interrupt:
         kept = last_checkpoint(out / "checkpoints")
         raise KeyboardInterrupt(
@@ -242,7 +261,7 @@ def _unlearn(args: argparse.Namespace) -> int:
             "no checkpoint was complete yet; run the same command again to start over"
         ) from interrupt
     if trainer.is_world_process_zero():
-        save_trained(trainer.model, tokenizer, out, merge=not args.adapter_only)
+        save_trained(trainer.model, trainer.processing_class, out, merge=not args.adapter_only)
         record = {"objective": dataclasses.asdict(goal), "profile": profile.name,
                   "world_size": trainer.args.world_size, "global_step": trainer.state.global_step,
                   "log_history": trainer.state.log_history}
@@ -252,7 +271,7 @@ def _unlearn(args: argparse.Namespace) -> int:
     return 0
 
 
-#: What `audit -p KEY VALUE` may set besides the fields of `audit.AuditSettings`.
+#: What `audit -p KEY VALUE` may set besides the fields of `profiles.AuditSettings`.
 _AUDIT_OPTIONS = ("seed", "batch_size", "max_new_tokens")
 
 
@@ -260,15 +279,16 @@ def _audit(args: argparse.Namespace) -> int:
     import dataclasses
     import json
 
+    import matplotlib.pyplot as plt
+
     from unlearnlib.audit.probes import forget_facts
     from unlearnlib.audit.recall import STATISTICS
-    from unlearnlib.audit.run import FAMILIES, AuditSettings, check_families, run_audit
+    from unlearnlib.audit.run import FAMILIES, check_families, run_audit
     from unlearnlib.audit.seed_card import SEED_CARD_FILE, seed_card_summary
-    from unlearnlib.course.runner import parse_parameter
     from unlearnlib.display import format_number
     from unlearnlib.evaluation.eval_logs import SUMMARY_FILENAME
-    from unlearnlib.models.loading import check_model_folder, load_model, load_tokenizer
-    from unlearnlib.profiles import get_profile, resolve_device, resolve_dtype
+    from unlearnlib.models.loading import check_model_folder, load_for_profile
+    from unlearnlib.profiles import AuditSettings, get_profile
     from unlearnlib.train.zoo import load_zoo_model
 
     # Bad input fails here, before the zoo models load (a tiny one may first have to train).
@@ -292,12 +312,14 @@ def _audit(args: argparse.Namespace) -> int:
     check_model_folder(folder)
 
     profile = get_profile(args.profile)
-    device = resolve_device(profile)
     models = {role: load_zoo_model(profile, role) for role in ("full", "retain")}
-    models[name] = (load_model(folder, resolve_dtype(profile, device), device),
-                    load_tokenizer(folder))
+    models[name] = load_for_profile(folder, profile)
     result = run_audit(models, profile, families=families, out_dir=args.out, **options)
-    paths = result.paths or {}
+    paths = result.paths
+    figure = result.plot().figure
+    paths["figure"] = Path(args.out) / "leak_rates.png"
+    figure.savefig(paths["figure"], dpi=120, bbox_inches="tight")
+    plt.close(figure)
     for statistic in STATISTICS:
         print(f"{statistic} (95 % intervals in {paths['table'].name}):")
         print(result.estimates(statistic).to_string(float_format=format_number) + "\n")
@@ -316,7 +338,6 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _sweep_run(args: argparse.Namespace) -> int:
-    from unlearnlib.course.runner import parse_parameter
     from unlearnlib.course.sweep import parse_shard, run_sweep
 
     extra = {key: parse_parameter(value) for key, value in args.parameter}
@@ -331,7 +352,7 @@ def _sweep_report(args: argparse.Namespace) -> int:
 
     report = sweep_report(args.runs, grid_size=args.grid_size, prune=args.prune)
     print(report.table.to_string(index=False))
-    print(f"rank 1: {report.best}\nwrote {', '.join(str(p) for p in report.files.values())}")
+    print(f"rank 1: {report.best}\nwrote {', '.join(str(p) for p in report.paths.values())}")
     return 0
 
 
@@ -363,12 +384,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"unlearnlib: error: {message} (see `{self.prog} --help`)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser; each subcommand sets `handler`."""
-    parser = _Parser(prog="unlearnlib", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-
+def _add_data_command(commands: argparse._SubParsersAction) -> None:
+    """The `data` subcommands."""
     data = commands.add_parser("data", help="TOFU data").add_subparsers(dest="data_command",
                                                                          required=True)
     info = data.add_parser("info", help="print every config with its row count and columns")
@@ -381,6 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     mini.set_defaults(handler=_data_make_mini)
 
 
+def _add_eval_command(commands: argparse._SubParsersAction) -> None:
+    """The `eval` subcommands."""
     evaluation = commands.add_parser("eval", help="TOFU evaluation").add_subparsers(
         dest="eval_command", required=True)
     summarize = evaluation.add_parser(
@@ -405,6 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, help="folder for the two JSON files")
     run.set_defaults(handler=_eval_run)
 
+
+def _add_course_command(commands: argparse._SubParsersAction) -> None:
+    """The `course` subcommands."""
     course = commands.add_parser("course", help="the notebook course").add_subparsers(
         dest="course_command", required=True)
     course_run = course.add_parser(
@@ -425,6 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
                             help="drop volatile metadata (timings, paths), as golden notebooks do")
     course_run.set_defaults(handler=_course_run)
 
+
+def _add_models_command(commands: argparse._SubParsersAction) -> None:
+    """The `models` subcommands."""
     models = commands.add_parser("models", help="the models to unlearn from").add_subparsers(
         dest="models_command", required=True)
     build = models.add_parser("build", help="the tiny full and retain models: shipped, cached, "
@@ -447,6 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
     standin.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     standin.set_defaults(handler=_models_standin)
 
+
+def _add_unlearn_command(commands: argparse._SubParsersAction) -> None:
+    """The `unlearn` subcommand."""
     unlearn = commands.add_parser(
         "unlearn", help="unlearn the profile's forget split from its full model "
                         "(also under `accelerate launch -m unlearnlib unlearn ...`)")
@@ -476,6 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="under LoRA, save only the adapter instead of a merged model")
     unlearn.set_defaults(handler=_unlearn)
 
+
+def _add_audit_command(commands: argparse._SubParsersAction) -> None:
+    """The `audit` subcommand."""
     audit = commands.add_parser(
         "audit", help="leak-audit a model against the profile's full and retain models; "
                       "write the records, leak table, membership table and figure")
@@ -498,6 +529,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "if any)")
     audit.set_defaults(handler=_audit)
 
+
+def _add_sweep_command(commands: argparse._SubParsersAction) -> None:
+    """The `sweep` subcommands."""
     sweep = commands.add_parser("sweep", help="hyper-parameter sweeps").add_subparsers(
         dest="sweep_command", required=True)
     sweep_run = sweep.add_parser("run", help="run every grid point's notebook (papermill), "
@@ -523,10 +557,16 @@ def build_parser() -> argparse.ArgumentParser:
                            help="delete every checkpoint but the rank-1 point's")
     sweep_rep.set_defaults(handler=_sweep_report)
 
+
+def _add_card_command(commands: argparse._SubParsersAction) -> None:
+    """The `card` subcommand."""
     card = commands.add_parser("card", help="write a sweep point's model card (README.md)")
     card.add_argument("point", help="a point's folder, e.g. runs/npo_lr0.0005_ep4_a1_b0.1")
     card.set_defaults(handler=_card)
 
+
+def _add_memory_command(commands: argparse._SubParsersAction) -> None:
+    """The `memory` subcommand."""
     memory = commands.add_parser(
         "memory", help="GPU memory of each course step for Llama-3.2-1B, from parameter counts")
     memory.add_argument("--profile", default=None, choices=["colab-t4", "gpu-full"],
@@ -535,6 +575,22 @@ def build_parser() -> argparse.ArgumentParser:
     memory.add_argument("--answer-len", type=int, default=64, help="tokens of its answer")
     memory.add_argument("--markdown", action="store_true", help="markdown tables (README)")
     memory.set_defaults(handler=_memory)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; each subcommand sets `handler`."""
+    parser = _Parser(prog="unlearnlib", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_data_command(commands)
+    _add_eval_command(commands)
+    _add_course_command(commands)
+    _add_models_command(commands)
+    _add_unlearn_command(commands)
+    _add_audit_command(commands)
+    _add_sweep_command(commands)
+    _add_card_command(commands)
+    _add_memory_command(commands)
     return parser
 
 
@@ -568,7 +624,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except (ValueError, KeyError, OSError, RuntimeError) as error:
         # OSError: a missing or unreadable file or folder, a Hub model that is gated or
-        # unreachable (`models._explain_load_error`), a bad $UNLEARNLIB_HOME.
+        # unreachable (`loading._explain_load_error`), a bad $UNLEARNLIB_HOME.
         print(f"unlearnlib: error: {_one_line(error)}", file=sys.stderr)
         return 2
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["format_number"]
-
 
 def format_number(value: float, decimals: int = 3, significant: int = 2) -> str:
     """``value`` with `decimals` decimals, or with `significant` digits in scientific notation

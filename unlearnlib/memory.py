@@ -24,7 +24,6 @@ short-lived per-layer buffers: a step within a GiB or so of the card's memory ma
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -33,11 +32,10 @@ import pandas as pd
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from unlearnlib.profiles import PROFILES, Profile
+from unlearnlib.profiles import PROFILES, Profile, get_profile
+from unlearnlib.train.prepare import add_lora, lora_config
 
 GIB = 2**30
-#: Memory of the profiles' cards: a Colab T4 (16 GB, 15 GiB usable) and an H100 (80 GB).
-GPU_MEMORY_GIB: dict[str, float] = {"colab-t4": 15.0, "gpu-full": 80.0}
 #: A TOFU chat (question and answer under Llama-3's chat template) is about 256 tokens
 #: padded, its answer about 64.
 DEFAULT_SEQ_LEN = 256
@@ -72,15 +70,10 @@ def parameter_count(config: LlamaConfig) -> int:
     return sum(p.numel() for p in meta_model(config).parameters())
 
 
-def lora_parameter_count(config: LlamaConfig, rank: int, target_modules: Sequence[str]) -> int:
-    """A: the LoRA parameters peft adds, r x (in + out) per targeted linear layer."""
-    from peft import LoraConfig, get_peft_model
-
-    lora = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=list(target_modules),
-                      task_type="CAUSAL_LM")
-    with warnings.catch_warnings():  # peft calls a method transformers 5 renamed
-        warnings.simplefilter("ignore", FutureWarning)
-        model = get_peft_model(meta_model(config), lora)
+def lora_parameter_count(config: LlamaConfig, profile: Profile) -> int:
+    """A: the LoRA parameters the profile's adapter adds (`prepare.lora_config`),
+    r x (in + out) per targeted linear layer."""
+    model = add_lora(meta_model(config), lora_config(profile))
     return model.get_nb_trainable_parameters()[0]
 
 
@@ -136,9 +129,9 @@ def training_state(profile: Profile, n_params: int, n_lora: int) -> Memory:
     * Full fine-tuning in bf16 or fp32: every weight trains in its own dtype of w bytes:
       N x w weights, N x w gradients, 2 x N x w AdamW (torch keeps the states in the
       parameter's dtype; no fp32 master copy).
-    * Full fine-tuning in fp16: `unlearn.training_dtype` loads fp32 weights, the master copy,
-      and the Trainer autocasts them: N x 4 + N x 2 (the fp16 copies autocast keeps for the
-      backward pass), gradients N x 4, AdamW 2 x N x 4.
+    * Full fine-tuning in fp16: `profiles.resolve_dtype(training=True)` loads fp32 weights,
+      the master copy, and the Trainer autocasts them: N x 4 + N x 2 (the fp16 copies
+      autocast keeps for the backward pass), gradients N x 4, AdamW 2 x N x 4.
     """
     p = precision_bytes(profile)
     if profile.use_lora:
@@ -174,6 +167,99 @@ def kv_cache_bytes(config: LlamaConfig, batch: int, tokens: int, dtype_bytes: in
             * tokens * batch * dtype_bytes)
 
 
+@dataclass(frozen=True)
+class _Shapes:
+    """What every step's estimate shares: the profile, the model's sizes (p: bytes per value
+    of its precision, N and A parameters) and the batch shapes."""
+
+    profile: Profile
+    config: LlamaConfig
+    seq_len: int
+    answer_len: int
+    p: int
+    n_params: int
+    n_lora: int
+
+    @property
+    def eval_batch(self) -> int:
+        return self.profile.eval_batch_size
+
+    @property
+    def train_batch(self) -> int:
+        return self.profile.train_batch_size
+
+    @property
+    def generated(self) -> int:
+        """Tokens of a generating row: the prompt (s - answer) and max_new_tokens."""
+        return self.seq_len - self.answer_len + self.profile.max_new_tokens
+
+    @property
+    def score_rows(self) -> int:
+        """Answer rows of one prompt-sharing scoring pass (`likelihood._shared_chunks`)."""
+        return self.eval_batch * self.seq_len // self.answer_len
+
+    def held(self, models: int = 1) -> Memory:
+        """Models kept for inference."""
+        return held_weights(self.n_params, self.p, models)
+
+    def generate(self, models: int) -> Memory:
+        """`models` held, generating an eval batch."""
+        return self.held(models) + Memory(
+            kv_cache=kv_cache_bytes(self.config, self.eval_batch, self.generated, self.p))
+
+    def train(self, state: Profile, batch: int) -> Memory:
+        """Training under `state` on `batch` sequences: state, activations, answer logits."""
+        return training_state(state, self.n_params, self.n_lora) + Memory(
+            activations=activation_bytes(self.config, batch, self.seq_len, self.p,
+                                         state.gradient_checkpointing),
+            logits=logits_bytes(self.config, batch, self.answer_len, self.p))
+
+
+def _evaluate_steps(shapes: _Shapes) -> list[StepMemory]:
+    """Notebooks 02 and 05: generating answers, then scoring the perturbed sets."""
+    rows = shapes.score_rows
+    score = shapes.held(EVALUATED_MODELS) + Memory(
+        logits=logits_bytes(shapes.config, rows, shapes.answer_len, shapes.p),
+        kv_cache=kv_cache_bytes(shapes.config, rows, shapes.seq_len, shapes.p))
+    return [
+        StepMemory("evaluate (02, 05)", "generate", shapes.generate(EVALUATED_MODELS),
+                   f"retain, full and NPO held (02: two); KV cache of {shapes.eval_batch} x "
+                   f"{shapes.generated} tokens"),
+        StepMemory("evaluate (02, 05)", "score", score,
+                   f"perturbed answers: {rows} per pass, each with its prompt's cache"),
+    ]
+
+
+def _unlearn_steps(shapes: _Shapes) -> list[StepMemory]:
+    """Notebooks 04 and 07: one forget batch (GA) or a forget and a retain batch in a graph."""
+    profile, batch = shapes.profile, shapes.train_batch
+    training = "LoRA" if profile.use_lora else f"full fine-tuning in {profile.precision}"
+    if profile.gradient_checkpointing:
+        training += ", gradient checkpointing"
+    return [
+        StepMemory("unlearn: GA (04)", "train",
+                   shapes.train(profile, batch) + shapes.held(),
+                   f"{training}; forget batch {batch}; + the retain model (curves)"),
+        StepMemory("unlearn: GradDiff / NPO / SimNPO (04, 07)", "train",
+                   shapes.train(profile, 2 * batch) + shapes.held(),
+                   f"{training}; forget + retain batches; NPO's reference needs no second "
+                   "model; + the retain model (curves)"),
+    ]
+
+
+def _audit_steps(shapes: _Shapes) -> list[StepMemory]:
+    """Notebook 06: the probes (with a fake-quantised copy) and the relearning probe."""
+    relearn = shapes.profile.replace(use_lora=True, gradient_checkpointing=False)
+    return [
+        StepMemory("audit (06)", "probes", shapes.generate(AUDITED_MODELS + 1),
+                   "full, retain, NPO + the fake-quantised copy"),
+        StepMemory("audit (06)", "relearn",
+                   shapes.held(AUDITED_MODELS) + shapes.train(relearn, shapes.train_batch),
+                   f"full, retain, NPO + a LoRA copy (rank {shapes.profile.lora_rank}, no "
+                   "checkpointing) on every profile"),
+    ]
+
+
 def course_steps(profile: Profile | str, config: LlamaConfig | None = None,
                  seq_len: int = DEFAULT_SEQ_LEN, answer_len: int = DEFAULT_ANSWER_LEN
                  ) -> list[StepMemory]:
@@ -196,67 +282,30 @@ def course_steps(profile: Profile | str, config: LlamaConfig | None = None,
     * audit, relearn: the three models plus a copy LoRA-tuned on the train batch, on every
       profile, without gradient checkpointing (`probes.relearn_probes`).
     """
-    profile = _lookup(profile)
+    profile = get_profile(profile, check_cuda=False)
     config = config or llama_3_2_1b_config()
     if not 0 < answer_len < seq_len:
         raise ValueError(f"answer_len must be between 1 and seq_len - 1 ({seq_len - 1}), "
                          f"got {answer_len}")
-    p = precision_bytes(profile)
-    n_params = parameter_count(config)
-    n_lora = lora_parameter_count(config, profile.lora_rank, profile.lora_target_modules)
-    eval_batch, train_batch = profile.eval_batch_size, profile.train_batch_size
-    generated = seq_len - answer_len + profile.max_new_tokens
-    score_rows = eval_batch * seq_len // answer_len
-
-    def generate(models: int) -> Memory:
-        return (held_weights(n_params, p, models)
-                + Memory(kv_cache=kv_cache_bytes(config, eval_batch, generated, p)))
-
-    def train(state: Profile, batch: int) -> Memory:
-        return training_state(state, n_params, n_lora) + Memory(
-            activations=activation_bytes(config, batch, seq_len, p, state.gradient_checkpointing),
-            logits=logits_bytes(config, batch, answer_len, p))
-
-    training = "LoRA" if profile.use_lora else f"full fine-tuning in {profile.precision}"
-    if profile.gradient_checkpointing:
-        training += ", gradient checkpointing"
-    relearn = profile.replace(use_lora=True, gradient_checkpointing=False)
-    return [
-        StepMemory("evaluate (02, 05)", "generate", generate(EVALUATED_MODELS),
-                   f"retain, full and NPO held (02: two); KV cache of {eval_batch} x "
-                   f"{generated} tokens"),
-        StepMemory("evaluate (02, 05)", "score", held_weights(n_params, p, EVALUATED_MODELS)
-                   + Memory(logits=logits_bytes(config, score_rows, answer_len, p),
-                            kv_cache=kv_cache_bytes(config, score_rows, seq_len, p)),
-                   f"perturbed answers: {score_rows} per pass, each with its prompt's cache"),
-        StepMemory("unlearn: GA (04)", "train",
-                   train(profile, train_batch) + held_weights(n_params, p),
-                   f"{training}; forget batch {train_batch}; + the retain model (curves)"),
-        StepMemory("unlearn: GradDiff / NPO / SimNPO (04, 07)", "train",
-                   train(profile, 2 * train_batch) + held_weights(n_params, p),
-                   f"{training}; forget + retain batches; NPO's reference needs no second "
-                   "model; + the retain model (curves)"),
-        StepMemory("audit (06)", "probes", generate(AUDITED_MODELS + 1),
-                   "full, retain, NPO + the fake-quantised copy"),
-        StepMemory("audit (06)", "relearn",
-                   held_weights(n_params, p, AUDITED_MODELS) + train(relearn, train_batch),
-                   f"full, retain, NPO + a LoRA copy (rank {profile.lora_rank}, no "
-                   "checkpointing) on every profile"),
-    ]
+    shapes = _Shapes(profile, config, seq_len, answer_len, precision_bytes(profile),
+                     parameter_count(config),
+                     lora_parameter_count(config, profile))
+    return [*_evaluate_steps(shapes), *_unlearn_steps(shapes), *_audit_steps(shapes)]
 
 
 def course_memory_table(profile_names: Sequence[Profile | str] = ("colab-t4", "gpu-full"),
                         seq_len: int = DEFAULT_SEQ_LEN, answer_len: int = DEFAULT_ANSWER_LEN,
                         config: LlamaConfig | None = None) -> pd.DataFrame:
     """One row per (profile, step, phase): each component in GiB, the total, the card's memory
-    (`GPU_MEMORY_GIB`) and whether the total fits in it (see `course_steps`)."""
+    (`Profile.gpu_memory_gib`) and whether the total fits in it (see `course_steps`)."""
     rows = []
     for name in profile_names:
-        profile = _lookup(name)
-        if profile.name not in GPU_MEMORY_GIB:
-            raise ValueError(f"Memory estimates are for the GPU profiles "
-                             f"({', '.join(GPU_MEMORY_GIB)}), not {profile.name!r}.")
-        card = GPU_MEMORY_GIB[profile.name]
+        profile = get_profile(name, check_cuda=False)
+        card = profile.gpu_memory_gib
+        if card is None:
+            gpu = [p.name for p in PROFILES.values() if p.gpu_memory_gib is not None]
+            raise ValueError(f"Memory estimates are for the GPU profiles ({', '.join(gpu)}), "
+                             f"not {profile.name!r}.")
         for step in course_steps(profile, config, seq_len, answer_len):
             parts = dataclasses.asdict(step.memory)
             total = step.memory.total / GIB
@@ -283,12 +332,3 @@ def to_markdown(table: pd.DataFrame, digits: int = 2) -> str:
     lines += ["| " + " | ".join(cell(v) for v in row) + " |"
               for row in table.astype(object).itertuples(index=False)]
     return "\n".join(lines)
-
-
-def _lookup(profile: Profile | str) -> Profile:
-    """A profile by name, without `get_profile`'s CUDA check: estimates run on any machine."""
-    if isinstance(profile, Profile):
-        return profile
-    if profile not in PROFILES:
-        raise ValueError(f"Unknown profile {profile!r}. Valid profiles: {', '.join(PROFILES)}.")
-    return PROFILES[profile]

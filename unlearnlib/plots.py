@@ -262,3 +262,20 @@ def plot_seed_spread(spread: pd.DataFrame, noise_floor: float | None = None,
     figure.suptitle(f"One recipe, {len(spread)} seeds")
     figure.tight_layout()
     return figure
+
+
+def plot_heatmap(table: pd.DataFrame, x: str = "epochs", y: str = "lr",
+                 value: str = "forget_quality", log10: bool = True,
+                 ax: Axes | None = None) -> Axes:
+    """A sweep's heatmap: `value` over `y` x `x` (the best over the other parameters).
+
+    Forget quality is a p-value, so log10 by default (higher, i.e. nearer 0, is better).
+    """
+    grid = table.pivot_table(index=y, columns=x, values=value, aggfunc="max")
+    label = value
+    if log10:
+        grid, label = np.log10(grid.astype(float)), f"log10 {value}"
+    ax = ax if ax is not None else plt.subplots(figsize=(5, 4))[1]
+    sns.heatmap(grid, annot=True, fmt=".2f", cmap="viridis", cbar_kws={"label": label}, ax=ax)
+    ax.set_title(f"{label}: best over the other parameters")
+    return ax

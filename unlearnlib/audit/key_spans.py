@@ -32,7 +32,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
-from unlearnlib.audit.recall import contains_span, normalise
+from unlearnlib.audit.matching import contains_span, normalise
 
 
 def _wordset(text: str) -> frozenset[str]:
@@ -198,6 +198,19 @@ def _descriptive_spans(question: str, masked_answer: str,
     ("otherwise societal taboos"). Roles ("worked as a civil engineer", "was a florist") rank
     first, since an author's profile is mostly such attributes; then the rarest word decides.
     """
+    found = _content_stretches(question, masked_answer)
+    # A word the idf has never seen is as rare as the rarest; without idf all weigh 1.
+    unseen = max(idf.values(), default=1.0) if idf else 1.0
+
+    def rarity(span: str) -> float:
+        return max(idf.get(w, unseen) if idf else 1.0 for w in normalise(span).split())
+
+    found.sort(key=lambda f: (f[0], rarity(f[1])), reverse=True)  # stable: ties keep order
+    return [span for _, span in found]
+
+
+def _content_stretches(question: str, masked_answer: str) -> list[tuple[bool, str]]:
+    """The stretches of `_descriptive_spans` in order, each with whether it names a role."""
     asked = set(normalise(question).split())
     found: list[tuple[bool, str]] = []
     stretch: list[str] = []
@@ -228,14 +241,7 @@ def _descriptive_spans(question: str, masked_answer: str,
             stretch.append(bare)
         history.append(low or token)
     close()
-    # A word the idf has never seen is as rare as the rarest; without idf all weigh 1.
-    unseen = max(idf.values(), default=1.0) if idf else 1.0
-
-    def rarity(span: str) -> float:
-        return max(idf.get(w, unseen) if idf else 1.0 for w in normalise(span).split())
-
-    found.sort(key=lambda f: (f[0], rarity(f[1])), reverse=True)  # stable: ties keep order
-    return [span for _, span in found]
+    return found
 
 
 def _clean(span: str) -> str:

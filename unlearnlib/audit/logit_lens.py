@@ -23,6 +23,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from unlearnlib.data.formatting import pad_batch, pad_id, render_chat
+from unlearnlib.models.loading import model_device
 
 
 def key_span_first_tokens(tokenizer: PreTrainedTokenizerBase, key_span: str) -> list[int]:
@@ -90,7 +91,7 @@ def logit_lens_ranks(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     """
     if len(prompts) != len(key_spans):
         raise ValueError(f"{len(prompts)} prompts but {len(key_spans)} key spans.")
-    device = next(model.parameters()).device
+    device = model_device(model)
     targets = [key_span_first_tokens(tokenizer, span) for span in key_spans]
     out = []
     for start in range(0, len(prompts), batch_size):

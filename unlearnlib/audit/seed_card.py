@@ -18,7 +18,7 @@ The course is built around one published run. Source of every number in `SEED_CA
 The card says forget10 has 200 QA pairs; it has 400 (20 of TOFU's 200 fictitious authors,
 20 questions each), and forget quality's KS test runs on all of them (`FORGET10_QUESTIONS`).
 
-`seed_card_summary` measures the same views on the models of a leak audit (`audit.run_audit`
+`seed_card_summary` measures the same views on the models of a leak audit (`run.run_audit`
 records, plus two model passes and the TOFU summaries) and returns them beside the card's.
 The paper's scorer is not public, so each view is the closest this library's probes allow;
 `view_definitions` says what each measures and how it differs from the card.
@@ -33,28 +33,10 @@ import numpy as np
 import pandas as pd
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from unlearnlib.audit.probes import logit_lens_probes
+from unlearnlib.audit.probes import logit_lens_records
 from unlearnlib.audit.recall import check_records
 from unlearnlib.audit.run import ModelPair
 from unlearnlib.evaluation.likelihood import score_answers
-
-__all__ = [
-    "BASE_MODEL_LEAK",
-    "CARD_COLUMNS",
-    "FORGET10_QUESTIONS",
-    "GENERATION_PROBES",
-    "SEED_CARD",
-    "SEED_CARD_FILE",
-    "SEED_REPO",
-    "SISTER_CARDS",
-    "VIEWS",
-    "PublishedCard",
-    "masked_top1_accuracy",
-    "published_cards",
-    "record_views",
-    "seed_card_summary",
-    "view_definitions",
-]
 
 SEED_REPO = "Naahraf27/npo_llama-3.2-1b-instruct_forget10_ep10_lr5e-5_alpha1.0_beta0.1"
 #: Questions in TOFU's forget10 (the seed card says 200).
@@ -208,12 +190,12 @@ def masked_top1_accuracy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerB
     """Share of facts whose key span's first token is the last layer's top-1 prediction.
 
     The masked probe of the card for a causal LM: the prompt is the question and the gold
-    answer up to the key span (`probes.logit_lens_probes` at the last layer, whose lens is
+    answer up to the key span (`probes.logit_lens_records` at the last layer, whose lens is
     the model's own output), so the span is the masked next token.
     """
     last = model.config.num_hidden_layers - 1
-    records = logit_lens_probes(model, tokenizer, facts, model_name="", top_k=1,
-                                layers=[last], batch_size=batch_size)
+    records = logit_lens_records(model, tokenizer, facts, model_name="", top_k=1,
+                                 layers=[last], batch_size=batch_size)
     return float(records["recalled"].mean())
 
 
@@ -231,7 +213,7 @@ def seed_card_summary(records: pd.DataFrame, models: Mapping[str, ModelPair],
                       full_model: str = "full", batch_size: int = 32) -> pd.DataFrame:
     """The seed card's views beside the same views of each model in `models`.
 
-    `records` are the audit's (`AuditResult.records`, or `audit.load_records`) and must
+    `records` are the audit's (`AuditResult.records`, or `run.load_records`) and must
     hold every model of `models`; `facts` the forget facts it probed (`probes.forget_facts`,
     restricted here to those in the records); `models` maps names to (model, tokenizer) and
     must include `full_model` (the log-likelihood shift is measured against it);

@@ -28,9 +28,11 @@ from unlearnlib.data.tofu import HUB_DATASET
 from unlearnlib.display import format_number
 from unlearnlib.evaluation.eval_logs import SETTINGS_KEY, load_eval_log
 
-#: The names of the data a run used, by the kind of source `data.TofuSource.describe` reports.
+#: The names of the data a run used, by the kind of source `tofu.TofuSource.describe` reports.
 DATASET_NAMES = {"hub": "TOFU", "local": "TOFU (local copy)", "mini": "TOFU-mini"}
 CARD_FILE = "README.md"
+#: The card's markdown body, `str.format` fields filled in by `model_card`.
+CARD_TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
 #: The TOFU numbers of the evaluation table: (label, where in results.json, key).
 EVALUATION_ROWS = (
     ("Forget quality (KS p-value vs retain model; higher is better)", "summary",
@@ -119,6 +121,24 @@ def _audit_section(audit: Mapping[str, Any] | None) -> str:
     return "\n".join(lines)
 
 
+def _metadata(results: Mapping[str, Any], kind: str, forget_split: str, method: str
+              ) -> ModelCardData:
+    """The card's YAML header: base model, the data set (none for TOFU-mini), licence, tags."""
+    base = results["models"]["full"]
+    return ModelCardData(
+        base_model=base if _is_hub_id(base) else None,
+        datasets=None if kind == "mini" else [HUB_DATASET],
+        license=_license(base), language="en", library_name="transformers",
+        tags=["unlearning", "tofu", method, f"tofu-{forget_split}", "unlearnlib"],
+        model_name=results["point"])
+
+
+def _evaluation_rows(results: Mapping[str, Any]) -> str:
+    """The rows of the evaluation table (`EVALUATION_ROWS`), "not measured" where absent."""
+    return "\n".join(f"| {label} | {_number(results[where].get(key))} |"
+                     for label, where, key in EVALUATION_ROWS)
+
+
 def model_card(point_dir: str | Path) -> ModelCard:
     """The `ModelCard` of a finished sweep point (FileNotFoundError if it is not finished)."""
     folder = Path(point_dir)
@@ -129,69 +149,27 @@ def model_card(point_dir: str | Path) -> ModelCard:
     settings = load_eval_log(folder / "TOFU_EVAL.json").get(SETTINGS_KEY, {})
     forget_split = settings.get("forget_split", NOT_MEASURED)
     kind = _data_kind(settings.get("source", HUB_DATASET))
-    dataset = DATASET_NAMES[kind]
     selection_path = folder.parent / SELECTION_FILE
     selection = json.loads(selection_path.read_text()) if selection_path.is_file() else None
     parameters = results["parameters"]
     method = str(parameters.get("method", "unknown"))
-    base, retain = results["models"]["full"], results["models"]["retain"]
-    data = ModelCardData(
-        base_model=base if _is_hub_id(base) else None,
-        datasets=None if kind == "mini" else [HUB_DATASET],
-        license=_license(base), language="en", library_name="transformers",
-        tags=["unlearning", "tofu", method, f"tofu-{forget_split}", "unlearnlib"],
-        model_name=results["point"])
-    hyper = "\n".join(f"| {k} | {v} |" for k, v in parameters.items())
-    evaluation = "\n".join(f"| {label} | {_number(results[where].get(key))} |"
-                           for label, where, key in EVALUATION_ROWS)
     training = results["training"]
-    seconds = ", ".join(f"{k} {v:.0f} s" for k, v in results["seconds"].items())
     samples = settings.get("max_samples")
-    scope = (f"the first {samples} rows of every split" if samples else "every row of each split")
-    content = f"""---
-{data.to_yaml()}
----
-
-# {results['point']}: {method} unlearning of {dataset} {forget_split}
-
-A model made by `unlearnlib sweep run`: the {forget_split} authors of {dataset} unlearned from
-the full model with **{method}**, on the `{results['profile']}` profile. Every number below was
-measured by that run (`results.json` and `TOFU_EVAL.json` in this folder).
-
-## Model details
-
-- Unlearned from (full model): {_model_label(base)}
-- Compared against (retain model, never saw the forget authors): {_model_label(retain)}
-- Weights: `{CHECKPOINT_DIR}/` (safetensors)
-- Training: {training['global_step']} optimiser steps, final loss {_number(training['final_loss'])}
-- Wall time: {seconds}
-
-| Hyper-parameter | Value |
-|---|---|
-{hyper}
-
-## Selection
-
-{_selection_section(results['point'], selection)}
-
-## Evaluation
-
-TOFU evaluation on {scope} of {dataset} ({forget_split}, as open-unlearning computes it).
-
-| Metric | Value |
-|---|---|
-{evaluation}
-
-## Leak audit
-
-{_audit_section(results.get('audit'))}
-
-## Limitations
-
-Unlearning metrics measure behaviour on the probes and questions above, not the absence
-of the information from the weights. Forget quality is a p-value from a two-sample test
-and is coarse on small forget sets.
-"""
+    content = CARD_TEMPLATE.read_text(encoding="utf-8").format(
+        metadata=_metadata(results, kind, forget_split, method).to_yaml(),
+        point=results["point"], method=method, dataset=DATASET_NAMES[kind],
+        forget_split=forget_split, profile=results["profile"],
+        base=_model_label(results["models"]["full"]),
+        retain=_model_label(results["models"]["retain"]),
+        checkpoint_dir=CHECKPOINT_DIR, global_step=training["global_step"],
+        final_loss=_number(training["final_loss"]),
+        seconds=", ".join(f"{k} {v:.0f} s" for k, v in results["seconds"].items()),
+        hyper_parameters="\n".join(f"| {k} | {v} |" for k, v in parameters.items()),
+        selection=_selection_section(results["point"], selection),
+        scope=f"the first {samples} rows of every split" if samples else "every row of each split",
+        evaluation=_evaluation_rows(results),
+        audit=_audit_section(results.get("audit")),
+    )
     return ModelCard(content)
 
 

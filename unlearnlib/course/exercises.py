@@ -13,7 +13,7 @@ raises in a notebook, so a student's unfinished cell does not end in a traceback
 
 Worked solutions live apart, in notebooks/solutions/NN_name.py, one `# %% EXERCISE: <id>`
 section per stub. `fill_solutions` swaps them into the stub cells; the course runner
-(`course.run_course`, hence `make goldens` and the goldens nbval re-executes) runs every
+(`runner.run_course`, hence `make goldens` and the goldens nbval re-executes) runs every
 notebook that way, with STRICT_ENV set so that a solution that fails its check fails the run.
 """
 

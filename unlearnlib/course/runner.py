@@ -9,27 +9,28 @@ notebook with the exercises' worked solutions (notebooks/solutions/) in place of
 a student fills in (`exercises.fill_solutions`), so each check cell shows a passing answer.
 
 What the notebooks and their hygiene tests share (the repository behind the Colab badges,
-the kernel name, `setup_notebook`) is defined here once, so they cannot disagree.
+the kernel name) is defined here once, so they cannot disagree; what runs inside a
+notebook's kernel is in `course.notebook`.
 """
 
 from __future__ import annotations
 
 import ast
 import contextlib
+import dataclasses
 import json
 import os
-import random
 import signal
 import tempfile
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from unlearnlib.course.exercises import STRICT_ENV, with_solutions
+from unlearnlib.course.exercises import with_solutions
+from unlearnlib.course.notebook import course_environment
 from unlearnlib.paths import PACKAGE_DIR, REPO_ROOT
 from unlearnlib.profiles import Profile, get_profile
 
@@ -46,62 +47,10 @@ KERNEL_NAME = "python3"
 #: TCP sockets are unencrypted and logs the interrupt papermill may send at shutdown, lines
 #: that land in the runner's (or a sweep cell's) output. A failing cell is still reported.
 KERNEL_ARGUMENTS = ("--IPKernelApp.log_level=CRITICAL",)
-#: "0" turns off the progress bars of datasets, transformers and huggingface_hub.
-PROGRESS_ENV = "UNLEARNLIB_PROGRESS_BARS"
 #: papermill writes this tag on the cell it injects after the `parameters` cell.
 INJECTED_TAG = "injected-parameters"
 #: Metadata that changes on every run (timings, paths), removed from golden notebooks.
 VOLATILE_METADATA = ("papermill", "execution")
-
-
-def colab_url(notebook: str | Path) -> str:
-    """The "Open in Colab" link of a notebook, e.g. for notebooks/01_tofu_data.ipynb."""
-    return (f"https://colab.research.google.com/github/{GITHUB_REPO}/blob/main/notebooks/"
-            f"{Path(notebook).name}")
-
-
-def course_environment(profile: str | Profile = "tiny") -> dict[str, str]:
-    """Environment variables for a batch run's kernels: offline unless the profile needs the Hub.
-
-    TQDM_DISABLE is not used: `tqdm.auto` ignores it. `setup_notebook` reads PROGRESS_ENV
-    and calls the libraries' own switches instead. STRICT_ENV makes an exercise check that
-    does not pass raise, so a wrong worked solution fails the run instead of printing.
-    """
-    profile = get_profile(profile)
-    env = {PROGRESS_ENV: "0", "TOKENIZERS_PARALLELISM": "false", "PYTHONHASHSEED": "0",
-           STRICT_ENV: "1"}
-    uses_hub = profile.data_source == "hub" or any(
-        model != "tiny" and not Path(model).expanduser().is_dir()
-        for model in (profile.full_model, profile.retain_model))
-    if not uses_hub:
-        env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    return env
-
-
-def setup_notebook(profile_name: str = "tiny", **overrides: Any) -> Profile:
-    """A notebook's first step: the profile, seeds, the plot style, quiet bars in batch runs."""
-    with warnings.catch_warnings():
-        # Without ipywidgets, tqdm.auto warns once and draws text bars, which work fine.
-        warnings.filterwarnings("ignore", message="IProgress not found")
-        import datasets
-        import huggingface_hub
-        import transformers
-    import numpy
-    import torch
-
-    from unlearnlib.plots import use_course_style
-
-    if os.environ.get(PROGRESS_ENV) == "0":
-        datasets.disable_progress_bars()
-        huggingface_hub.utils.disable_progress_bars()
-        transformers.utils.logging.disable_progress_bar()
-    profile = get_profile(profile_name, **overrides)
-    # Python's, numpy's and torch's generators (transformers.set_seed would import its Trainer).
-    random.seed(profile.seed)
-    numpy.random.seed(profile.seed)
-    torch.manual_seed(profile.seed)
-    use_course_style()
-    return profile
 
 
 def _has_notebooks(folder: Path) -> bool:
@@ -250,7 +199,7 @@ def summary_table(runs: Sequence[NotebookRun]) -> str:
     return "\n".join(lines)
 
 
-def _write_summary(out: Path, profile: str, parameters: Mapping[str, Any],
+def _write_summary(out_dir: Path, profile: str, parameters: Mapping[str, Any],
                    runs: Sequence[NotebookRun]) -> None:
     summary = {
         "profile": profile,
@@ -260,27 +209,54 @@ def _write_summary(out: Path, profile: str, parameters: Mapping[str, Any],
         "status": "ok" if all(r.status == "ok" for r in runs) else "failed",
         "notebooks": [asdict(r) for r in runs],
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
 @contextlib.contextmanager
-def _keep_finished(out: Path, profile: str, parameters: Mapping[str, Any],
+def _keep_finished(out_dir: Path, profile: str, parameters: Mapping[str, Any],
                    runs: list[NotebookRun], paths: Sequence[Path]) -> Iterator[None]:
     """On Ctrl-C, write summary.json for the notebooks that finished and say what to rerun."""
     try:
         yield
     except KeyboardInterrupt as interrupt:
-        _write_summary(out, profile, parameters, runs)
+        _write_summary(out_dir, profile, parameters, runs)
         left = " ".join(f"--only {p.name[:2]}" for p in paths[len(runs):])
         raise KeyboardInterrupt(
-            f"{len(runs)} finished notebook(s) and summary.json are in {out}; run the rest "
+            f"{len(runs)} finished notebook(s) and summary.json are in {out_dir}; run the rest "
             f"with the same command and {left}") from interrupt
 
 
-def run_course(profile: str = "tiny", out: str | Path = "build/executed",
+def _execute(path: Path, solved: NotebookNode, output: Path, parameters: Mapping[str, Any],
+             strip: bool) -> tuple[NotebookRun, Exception | None]:
+    """Run one notebook (its exercises solved) with the parameters it declares, timed."""
+    import nbformat
+    import papermill
+
+    error: Exception | None = None
+    start = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            filled = Path(folder) / path.name
+            nbformat.write(solved, filled)
+            own = {name: value for name, value in parameters.items()
+                   if name in papermill.inspect_notebook(str(path))}
+            papermill.execute_notebook(str(filled), str(output), parameters=own,
+                                       kernel_name=KERNEL_NAME, progress_bar=False,
+                                       extra_arguments=list(KERNEL_ARGUMENTS))
+    except Exception as caught:  # recorded, then raised by the caller with the cell named
+        error = caught
+    seconds = time.perf_counter() - start
+    message = _failure_message(path, output, error) if error else None
+    if output.is_file():
+        _finish_output(output, path, strip)
+    return NotebookRun(path.stem, round(seconds, 1), "failed" if error else "ok", str(output),
+                       message), error
+
+
+def run_course(profile: str = "tiny", out_dir: str | Path = "build/executed",
                only: Sequence[str] | None = None, parameters: Mapping[str, Any] | None = None,
                notebooks: str | Path | None = None, strip: bool = False,
-               verbose: bool = True) -> list[NotebookRun]:
+               progress: bool = True) -> list[NotebookRun]:
     """Execute the course's notebooks in order with papermill; returns one `NotebookRun` each.
 
     Every notebook gets PROFILE=`profile` plus those of `parameters` it declares (e.g. SEED
@@ -291,54 +267,35 @@ def run_course(profile: str = "tiny", out: str | Path = "build/executed",
     metadata from the outputs (for golden notebooks). Raises `NotebookFailed` at the first
     failing notebook, after writing its partial output and summary.json.
     """
-    import nbformat
-    import papermill
-
     parameters = {"PROFILE": profile, **(parameters or {})}
     if parameters["PROFILE"] != profile:
         raise ValueError("Pass the profile with profile=... (--profile), not as a parameter.")
-    get_profile(profile)  # an unknown or unavailable profile fails before --out is created
     paths = course_notebooks(notebooks, only)
     check_parameters(paths, parameters)
+    # An unknown or unavailable profile fails before --out is created.
+    settings = get_profile(profile, **parameters.get("PROFILE_OVERRIDES") or {})
     solved = {path: with_solutions(path) for path in paths}
-    if verbose:
+    if progress:
         print(f"notebooks from {paths[0].parent}", flush=True)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     runs: list[NotebookRun] = []
     error: Exception | None = None
-    with (temporary_environment(course_environment(profile)), ctrl_c_flag() as stop,
-          _keep_finished(out, profile, parameters, runs, paths)):
+    with (temporary_environment(course_environment(settings)), ctrl_c_flag() as stop,
+          _keep_finished(out_dir, profile, parameters, runs, paths)):
         for path in paths:
             if stop.is_set():  # a Ctrl-C that landed where Python had to ignore it
                 raise KeyboardInterrupt
-            output = out / path.name
-            if verbose:
+            if progress:
                 print(f"running {path.name} ...", flush=True)
-            start = time.perf_counter()
-            try:
-                with tempfile.TemporaryDirectory() as folder:
-                    filled = Path(folder) / path.name
-                    nbformat.write(solved[path], filled)
-                    own = {name: value for name, value in parameters.items()
-                           if name in papermill.inspect_notebook(str(path))}
-                    papermill.execute_notebook(str(filled), str(output), parameters=own,
-                                               kernel_name=KERNEL_NAME, progress_bar=False,
-                                               extra_arguments=list(KERNEL_ARGUMENTS))
-            except Exception as caught:  # recorded below, then raised with the cell named
-                error = caught
-            seconds = time.perf_counter() - start
-            message = _failure_message(path, output, error) if error else None
-            runs.append(NotebookRun(path.stem, round(seconds, 1), "failed" if error else "ok",
-                                    str(output), message))
-            if output.is_file():
-                _finish_output(output, path, strip)
+            run, error = _execute(path, solved[path], out_dir / path.name, parameters, strip)
+            runs.append(run)
             if error:
                 break
-    _write_summary(out, profile, parameters, runs)
-    if verbose:
+    _write_summary(out_dir, profile, parameters, runs)
+    if progress:
         print(summary_table(runs))
-        print(f"executed notebooks and summary.json are in {out}")
+        print(f"executed notebooks and summary.json are in {out_dir}")
     if error:
         raise NotebookFailed(runs[-1].error, runs) from error
     return runs
@@ -356,6 +313,15 @@ def _parameter_rules() -> dict[str, Callable[[Any, str], Any]]:
     from unlearnlib.models.loading import check_model_folder
     from unlearnlib.train.unlearn import METHODS
 
+    def profile_fields(value: Any, name: str) -> None:
+        if not isinstance(value, dict):
+            raise ValueError(f"{name} takes a dict of profile fields, not {value!r}.")
+        valid = {field.name for field in dataclasses.fields(Profile)}
+        unknown = sorted(set(value) - valid)
+        if unknown:
+            raise ValueError(f"{name}: Profile has no field(s) {unknown}. Valid fields: "
+                             f"{', '.join(sorted(valid))}.")
+
     counts = ("EPOCHS", "MAX_STEPS", "MAX_SAMPLES", "MAX_NEW_TOKENS", "JOBS", "CURVE_EVERY",
               "AUDIT_MAX_FACTS")
     return {
@@ -367,6 +333,7 @@ def _parameter_rules() -> dict[str, Callable[[Any, str], Any]]:
         **dict.fromkeys(counts, check_at_least_one),
         **dict.fromkeys(("FULL_MODEL", "RETAIN_MODEL"), lambda value, name: check_model_folder(
             value)),
+        "PROFILE_OVERRIDES": profile_fields,
     }
 
 
@@ -415,11 +382,3 @@ def check_parameters(notebooks: Sequence[str | Path], parameters: Mapping[str, A
         for item in value if isinstance(value, list | tuple) else [value]:
             if item is not None and name in rules:
                 rules[name](item, f"{given_as} {name}")
-
-
-def parse_parameter(value: str) -> Any:
-    """A command-line value as a Python literal when it is one ("5e-5", "True"), else text."""
-    try:
-        return ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return value

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import hashlib
 import itertools
 import json
 import logging
@@ -39,11 +38,12 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from unlearnlib.cache import atomic_dir, atomic_write_text, config_key
+from unlearnlib.course.notebook import course_environment
 from unlearnlib.course.runner import (
     KERNEL_ARGUMENTS,
     KERNEL_NAME,
     check_parameters,
-    course_environment,
     ctrl_c_flag,
     temporary_environment,
 )
@@ -52,7 +52,6 @@ from unlearnlib.profiles import Profile, get_profile
 
 if TYPE_CHECKING:  # pandas and matplotlib are imported by the report only
     import pandas as pd
-    from matplotlib.axes import Axes
 
 #: The packaged notebook that unlearns and evaluates one grid point.
 TEMPLATE = Path(__file__).parent / "templates" / "sweep_point.ipynb"
@@ -151,7 +150,7 @@ def point_results(point: str, parameters: Mapping[str, Any], profile: str,
     """What a point's notebook measured, as results.json holds it.
 
     `evaluation` is `evaluate.Evaluation`, `trainer` the `UnlearnTrainer` after training,
-    `audit` an optional `audit.AuditResult` whose rows for the unlearned model are kept.
+    `audit` an optional `run.AuditResult` whose rows for the unlearned model are kept.
     """
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     results: dict[str, Any] = {
@@ -175,11 +174,8 @@ def point_results(point: str, parameters: Mapping[str, Any], profile: str,
 
 def write_results(folder: str | Path, results: Mapping[str, Any]) -> Path:
     """Write results.json atomically (a half-written file never looks finished)."""
-    path = Path(folder) / RESULTS_FILE
-    partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps(results, indent=2, default=float) + "\n")
-    partial.replace(path)
-    return path
+    return atomic_write_text(Path(folder) / RESULTS_FILE,
+                             json.dumps(results, indent=2, default=float) + "\n")
 
 
 def load_results(folder: str | Path) -> dict[str, Any] | None:
@@ -213,16 +209,13 @@ def retain_reference(sweep_dir: str | Path, load_retain: Callable[[], tuple[Any,
     shaping = {f: getattr(profile, f) for f in ("name", "data_source", "forget_split",
                                                  "precision", "eval_batch_size",
                                                  "max_new_tokens")}
-    key_text = json.dumps({"retain": str(retain_source), **shaping, **settings},
-                          sort_keys=True, default=str)
-    key = hashlib.sha256(key_text.encode()).hexdigest()[:12]
+    key = config_key({"retain": str(retain_source), **shaping, **settings})
     folder = Path(sweep_dir) / f"reference-{key}"
     with FileLock(str(folder) + ".lock"):
         if not (folder / "TOFU_EVAL.json").is_file():
             model, tokenizer = load_retain()
-            partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
-            evaluate_model(model, tokenizer, profile, out_dir=partial, **settings)
-            partial.rename(folder)
+            with atomic_dir(folder) as partial:
+                evaluate_model(model, tokenizer, profile, out_dir=partial, **settings)
         return load_eval_log(folder / "TOFU_EVAL.json")
 
 
@@ -236,10 +229,10 @@ class PointRun:
     error: str | None = None
 
 
-def run_point(point: Mapping[str, Any], profile: str, out: str | Path, threads: int = 1,
+def run_point(point: Mapping[str, Any], profile: str, out_dir: str | Path, threads: int = 1,
               extra: Mapping[str, Any] | None = None,
               template: str | Path = TEMPLATE) -> PointRun:
-    """Execute the point's notebook in ``out/<point-id>/`` unless its results are complete.
+    """Execute the point's notebook in ``out_dir/<point-id>/`` unless its results are complete.
 
     A broken folder (no or incomplete results, a failed notebook) is emptied and redone.
     `extra` adds notebook parameters that are not part of the point's id (e.g. MAX_SAMPLES).
@@ -247,7 +240,7 @@ def run_point(point: Mapping[str, Any], profile: str, out: str | Path, threads: 
     import papermill
 
     name = point_id(point)
-    folder = Path(out) / name
+    folder = Path(out_dir) / name
     if load_results(folder) is not None:
         return PointRun(name, "skipped", 0.0)
     if folder.exists():
@@ -291,7 +284,7 @@ RESERVED_PARAMETERS = ("PROFILE", "OUT_DIR", "POINT_ID")
 def check_grid(points: Sequence[Mapping[str, Any]], extra: Mapping[str, Any],
                template: str | Path = TEMPLATE) -> None:
     """Refuse grid keys and -p names the template does not declare, reserved names, and
-    values of the wrong kind or range (`course.check_parameters`), before any kernel starts."""
+    values of the wrong kind or range (`runner.check_parameters`), before any kernel starts."""
     names = {k.upper() for point in points[:1] for k in point} | set(extra)
     reserved = sorted(names & set(RESERVED_PARAMETERS))
     if reserved:
@@ -348,8 +341,8 @@ def _kernel_threads(jobs: int) -> int:
 
 
 def run_sweep(grid: Mapping[str, Sequence[Any]] | str | Path, profile: str = "tiny",
-              out: str | Path = "runs", jobs: int = 1, shard: tuple[int, int] = (0, 1),
-              extra: Mapping[str, Any] | None = None, verbose: bool = True,
+              out_dir: str | Path = "runs", jobs: int = 1, shard: tuple[int, int] = (0, 1),
+              extra: Mapping[str, Any] | None = None, progress: bool = True,
               template: str | Path = TEMPLATE) -> list[PointRun]:
     """Run this shard's grid points (skipping finished ones), `jobs` at a time.
 
@@ -364,8 +357,8 @@ def run_sweep(grid: Mapping[str, Sequence[Any]] | str | Path, profile: str = "ti
     ids = [point_id(p) for p in points]
     if len(set(ids)) != len(ids):
         raise ValueError(f"grid points share an id: {sorted(i for i in ids if ids.count(i) > 1)}")
-    Path(out).mkdir(parents=True, exist_ok=True)
-    pending = [p for p in points if load_results(Path(out) / point_id(p)) is None]
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    pending = [p for p in points if load_results(Path(out_dir) / point_id(p)) is None]
     jobs = max(1, min(jobs, len(pending)))
     threads = _kernel_threads(jobs)
     start = time.perf_counter()
@@ -375,7 +368,7 @@ def run_sweep(grid: Mapping[str, Sequence[Any]] | str | Path, profile: str = "ti
         with contextlib.ExitStack() as stack:  # on Ctrl-C, waits for the points running
             stop = stack.enter_context(ctrl_c_flag())
             if jobs == 1:  # no worker process to start: it would import torch and papermill
-                finished = (run_point(p, profile, str(out), threads, extra, template)
+                finished = (run_point(p, profile, str(out_dir), threads, extra, template)
                             for p in pending)
             else:
                 # Idle workers ignore Ctrl-C (it would kill them); a running point stops.
@@ -383,25 +376,25 @@ def run_sweep(grid: Mapping[str, Sequence[Any]] | str | Path, profile: str = "ti
                     jobs, mp_context=multiprocessing.get_context("spawn"),
                     initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN)))
                 finished = _in_order(lambda p: pool.submit(
-                    _run_point_in_worker, p, profile, str(out), threads, extra, template),
+                    _run_point_in_worker, p, profile, str(out_dir), threads, extra, template),
                     pending, jobs, stop)
             for name in ids:  # pending keeps grid order, so `finished` yields in this order
                 if stop.is_set():  # a Ctrl-C that landed where Python had to ignore it
                     raise KeyboardInterrupt
                 runs.append(next(finished) if name in waiting
                             else PointRun(name, "skipped", 0.0))
-                if verbose:
+                if progress:
                     run = runs[-1]
                     print(f"{run.status:>7} {run.point} ({run.seconds:.0f} s)"
                           + (f": {run.error}" if run.error else ""), flush=True)
     except KeyboardInterrupt as interrupt:
         # What a rerun skips: the points with a complete results.json.
-        done = [name for name in ids if load_results(Path(out) / name) is not None]
+        done = [name for name in ids if load_results(Path(out_dir) / name) is not None]
         raise KeyboardInterrupt(
-            f"{len(done)} of {len(ids)} point(s) finished and are kept in {out}"
+            f"{len(done)} of {len(ids)} point(s) finished and are kept in {out_dir}"
             f"{': ' + ', '.join(done) if done else ''}; run the same command again to "
             "run the others") from interrupt
-    if verbose:
+    if progress:
         failed = sum(r.status == "failed" for r in runs)
         print(f"{len(runs)} points in {time.perf_counter() - start:.0f} s with {jobs} job(s), "
               f"{threads} thread(s) each; {failed} failed")
@@ -411,7 +404,7 @@ def run_sweep(grid: Mapping[str, Sequence[Any]] | str | Path, profile: str = "ti
 # --------------------------------------------------------------------------- the report
 
 
-def sweep_table(out: str | Path) -> pd.DataFrame:
+def sweep_table(out_dir: str | Path) -> pd.DataFrame:
     """Every finished point of a sweep folder, ranked: forget quality, then model utility.
 
     Columns: rank, point, the grid's parameters, forget_quality, model_utility, privleak,
@@ -420,7 +413,7 @@ def sweep_table(out: str | Path) -> pd.DataFrame:
     import pandas as pd
 
     rows = []
-    for folder in sorted(p for p in Path(out).iterdir() if p.is_dir()):
+    for folder in sorted(p for p in Path(out_dir).iterdir() if p.is_dir()):
         results = load_results(folder)
         if results is None:
             continue
@@ -438,44 +431,23 @@ def sweep_table(out: str | Path) -> pd.DataFrame:
         rows.append(row)
     if not rows:
         raise FileNotFoundError(f"No finished sweep point (with a complete {RESULTS_FILE}) "
-                                f"under {out}")
+                                f"under {out_dir}")
     table = pd.DataFrame(rows).sort_values(["forget_quality", "model_utility", "point"],
                                            ascending=[False, False, True], na_position="last")
     table.insert(0, "rank", range(1, len(table) + 1))
     return table.reset_index(drop=True)
 
 
-def plot_heatmap(table: pd.DataFrame, x: str = "epochs", y: str = "lr",
-                 value: str = "forget_quality", log10: bool = True,
-                 ax: Axes | None = None) -> Axes:
-    """A seaborn heatmap of `value` over `y` x `x` (the best over the other parameters).
-
-    Forget quality is a p-value, so log10 by default (higher, i.e. nearer 0, is better).
-    """
-    import matplotlib.pyplot as plt
-    import numpy as np
-    import seaborn as sns
-
-    grid = table.pivot_table(index=y, columns=x, values=value, aggfunc="max")
-    label = value
-    if log10:
-        grid, label = np.log10(grid.astype(float)), f"log10 {value}"
-    ax = ax if ax is not None else plt.subplots(figsize=(5, 4))[1]
-    sns.heatmap(grid, annot=True, fmt=".2f", cmap="viridis", cbar_kws={"label": label}, ax=ax)
-    ax.set_title(f"{label}: best over the other parameters")
-    return ax
-
-
 @dataclass(frozen=True)
 class SweepReport:
-    """`sweep_report`'s result: the ranked table, the rank-1 point's folder, written files."""
+    """`sweep_report`'s result: the ranked table, the rank-1 point's folder, the files written."""
 
     table: pd.DataFrame
     best: Path
-    files: dict[str, Path]
+    paths: dict[str, Path]
 
 
-def sweep_report(out: str | Path, grid_size: int | None = None, prune: bool = False,
+def sweep_report(out_dir: str | Path, grid_size: int | None = None, prune: bool = False,
                  heatmap: tuple[str, str] = ("epochs", "lr")) -> SweepReport:
     """Rank a sweep folder, write its table, heatmap and selection.json; keep rank 1.
 
@@ -484,24 +456,26 @@ def sweep_report(out: str | Path, grid_size: int | None = None, prune: bool = Fa
     """
     import matplotlib.pyplot as plt
 
-    out = Path(out)
-    table = sweep_table(out)
-    best = out / table.loc[0, "point"]
-    files = {"table": out / REPORT_FILE, "selection": out / SELECTION_FILE}
-    table.to_csv(files["table"], index=False)
+    out_dir = Path(out_dir)
+    table = sweep_table(out_dir)
+    best = out_dir / table.loc[0, "point"]
+    paths = {"table": out_dir / REPORT_FILE, "selection": out_dir / SELECTION_FILE}
+    table.to_csv(paths["table"], index=False)
     x, y = heatmap
     if {x, y} <= set(table.columns):
+        from unlearnlib.plots import plot_heatmap
+
         ax = plot_heatmap(table, x=x, y=y)
-        files["heatmap"] = out / HEATMAP_FILE
-        ax.figure.savefig(files["heatmap"], dpi=120, bbox_inches="tight")
+        paths["heatmap"] = out_dir / HEATMAP_FILE
+        ax.figure.savefig(paths["heatmap"], dpi=120, bbox_inches="tight")
         plt.close(ax.figure)
     selection = {"point": best.name, "rule": SELECTION_RULE,
                  "grid_size": grid_size if grid_size is not None else len(table),
                  "finished_points": len(table),
                  "ranking": table["point"].tolist()}
-    files["selection"].write_text(json.dumps(selection, indent=2) + "\n")
+    paths["selection"].write_text(json.dumps(selection, indent=2) + "\n")
     if prune:
         for name in table["point"].iloc[1:]:
-            shutil.rmtree(out / name / CHECKPOINT_DIR, ignore_errors=True)
-    return SweepReport(table=table, best=best, files=files)
+            shutil.rmtree(out_dir / name / CHECKPOINT_DIR, ignore_errors=True)
+    return SweepReport(table=table, best=best, paths=paths)
 

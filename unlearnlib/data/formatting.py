@@ -13,8 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import datasets
 import torch
 from transformers import PreTrainedTokenizerBase
+
+from unlearnlib.checks import check_mask_mode
 
 SYSTEM_PROMPT = "You are a helpful assistant."
 DATE_STRING = "10 Apr 2025"
@@ -23,6 +26,7 @@ IGNORE_INDEX = -100
 #: "lengths": attention covers every real token, padding only is masked (the course default).
 #: "open-unlearning": mask = input_ids != pad_id, which also hides every in-sequence
 #: <|eot_id|> because pad = eos; open-unlearning's published logs were computed this way.
+#: The values are `checks.MASK_MODES` (a test keeps the two in step).
 MaskMode = Literal["lengths", "open-unlearning"]
 
 
@@ -122,6 +126,17 @@ def encode_examples(tokenizer: PreTrainedTokenizerBase, questions: Sequence[str]
     return encoded
 
 
+def encode_dataset(dataset: datasets.Dataset, tokenizer: PreTrainedTokenizerBase,
+                   max_length: int = 512) -> datasets.Dataset:
+    """Tokenise every (question, answer) row into input_ids and labels (prompt masked), in one
+    batched call (`encode_examples`): the training data of the fine-tunes and unlearning."""
+    encoded = encode_examples(tokenizer, dataset["question"], dataset["answer"], max_length)
+    return datasets.Dataset.from_dict({
+        "input_ids": [e.input_ids for e in encoded],
+        "labels": [e.labels for e in encoded],
+    })
+
+
 def encode_prompt(tokenizer: PreTrainedTokenizerBase, question: str,
                   system_prompt: str = SYSTEM_PROMPT, date_string: str = DATE_STRING) -> list[int]:
     """Token ids of the generation prompt for a question (ends with the assistant header)."""
@@ -156,11 +171,9 @@ def apply_mask_mode(input_ids: torch.Tensor, length_mask: torch.Tensor, pad_valu
     "lengths" keeps `length_mask` (padding only); "open-unlearning" is ``input_ids !=
     pad_value``, which with pad = eos also hides every in-sequence <|eot_id|>.
     """
-    if mask_mode == "lengths":
+    if check_mask_mode(mask_mode) == "lengths":
         return length_mask
-    if mask_mode == "open-unlearning":
-        return (input_ids != pad_value).long()
-    raise ValueError(f"mask_mode must be 'lengths' or 'open-unlearning', not {mask_mode!r}")
+    return (input_ids != pad_value).long()
 
 
 class ChatCollator:
@@ -172,8 +185,7 @@ class ChatCollator:
     """
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, mask_mode: MaskMode = "lengths"):
-        if mask_mode not in ("lengths", "open-unlearning"):
-            raise ValueError(f"mask_mode must be 'lengths' or 'open-unlearning', not {mask_mode!r}")
+        check_mask_mode(mask_mode)
         self.pad_id = pad_id(tokenizer)
         self.mask_mode = mask_mode
 

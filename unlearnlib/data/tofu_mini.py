@@ -798,7 +798,7 @@ def _project(rows: list[dict], columns: Sequence[str]) -> list[dict]:
     return [{c: row[c] for c in columns} for row in rows]
 
 
-def split_authors(pct: int) -> int:
+def forget_author_count(pct: int) -> int:
     """Authors in forgetNN and holdoutNN for NN = `pct`: NN % of `MINI_AUTHORS`, at least 1."""
     n = max(1, MINI_AUTHORS * pct // 100)
     if n > MINI_HOLDOUT_AUTHORS:
@@ -821,14 +821,14 @@ def build_tofu_mini(seed: int = 0) -> dict[str, list[dict]]:
 
     qa = ("question", "answer", "key_span")
     configs: dict[str, list[dict]] = {"full": _project(full_rich, qa)}
-    sizes = {pct: split_authors(pct) * MINI_QUESTIONS_PER_AUTHOR for pct in FORGET_PERCENTS}
+    sizes = {pct: forget_author_count(pct) * MINI_QUESTIONS_PER_AUTHOR for pct in FORGET_PERCENTS}
     for pct, n in sizes.items():
         configs[f"forget{pct:02d}"] = _project(full_rich[-n:], qa)
     for pct, n in sizes.items():
         configs[f"retain{100 - pct:02d}"] = _project(full_rich[:-n], qa)
     for pct, n in sizes.items():
         configs[f"forget{pct:02d}_perturbed"] = _project(full_rich[-n:], _PERTURBED_COLUMNS)
-    n10 = split_authors(10) * MINI_QUESTIONS_PER_AUTHOR
+    n10 = forget_author_count(10) * MINI_QUESTIONS_PER_AUTHOR
     configs["retain_perturbed"] = _project(full_rich[:n10], _PERTURBED_COLUMNS)
     for pct, n in sizes.items():
         configs[f"holdout{pct:02d}"] = _project(holdout_rich[:n], qa)

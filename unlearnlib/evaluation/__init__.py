@@ -1,0 +1,1 @@
+"""Stage 3 (notebooks 02, 05): answer likelihoods, generation, TOFU's metrics and logs."""

@@ -26,31 +26,12 @@ import numpy as np
 
 from unlearnlib.evaluation import tofu_metrics as tm
 
-__all__ = [
-    "EVAL_FILENAME",
-    "PROB_MEAN_KEY",
-    "PUBLISHED_SUMMARY_KEYS",
-    "SETTINGS_KEY",
-    "SUMMARY_FILENAME",
-    "SUMMARY_KEYS",
-    "check_same_forget_split",
-    "check_same_mask_mode",
-    "forget_truth_ratios",
-    "format_summary",
-    "load_eval_log",
-    "log_mask_mode",
-    "recompute_metrics",
-    "summarize_command",
-    "summarize_eval_log",
-    "write_eval_log",
-]
-
 EVAL_FILENAME = "TOFU_EVAL.json"
 SUMMARY_FILENAME = "TOFU_SUMMARY.json"
 
 #: The headline metrics of open-unlearning's TOFU evaluation, as TOFU_SUMMARY.json names
-#: them (its current tofu.yaml). A summary holds those a log allows: ``mia_reference`` needs
-#: a reference model's scores, ``forget_quality`` a retain model's log.
+#: them (its current TOFU configuration). A summary holds those a log allows:
+#: ``mia_reference`` needs a reference model's scores, ``forget_quality`` a retain model's log.
 SUMMARY_KEYS: tuple[str, ...] = (
     "exact_memorization",
     "extraction_strength",
@@ -68,8 +49,9 @@ SUMMARY_KEYS: tuple[str, ...] = (
     "privleak",
 )
 
-#: The summary keys of the published logs (a log without `SETTINGS_KEY`): their tofu.yaml
-#: computed ``forget_truth_ratio`` only on the way to forget quality, not as a headline.
+#: The summary keys of the published logs (a log without `SETTINGS_KEY`): their TOFU
+#: configuration computed ``forget_truth_ratio`` only on the way to forget quality, not as a
+#: headline.
 PUBLISHED_SUMMARY_KEYS: tuple[str, ...] = tuple(k for k in SUMMARY_KEYS
                                                 if k != "forget_truth_ratio")
 
@@ -99,9 +81,6 @@ _TRUTH_RATIOS: dict[str, tuple[str, str, Callable[[Any], float]]] = {
 
 #: Top-level key of TOFU_EVAL.json holding how this course ran the evaluation.
 SETTINGS_KEY = "unlearnlib_settings"
-
-#: The mask a log without `SETTINGS_KEY` (one open-unlearning wrote) was computed with.
-PUBLISHED_MASK_MODE = "open-unlearning"
 
 
 def load_eval_log(path: str | Path) -> dict[str, Any]:
@@ -241,7 +220,151 @@ def _mean(values: list[Any]) -> float:
     )
 
 
+# --------------------------------------------------------------------------- same forget split
+
+
+def forget_gold_answers(eval_log: Mapping[str, Any]) -> dict[str, str | None]:
+    """The forget questions a log scored: sample index -> logged gold answer.
+
+    The indices are those of `forget_truth_ratios`; the gold answer is the
+    ``forget_Q_A_ROUGE`` ``ground_truth`` (None where the log holds no generations).
+    """
+    key = "forget_Q_A_ROUGE"
+    gold = _samples(eval_log, key) if _has_samples(eval_log, key) else {}
+    return {idx: (gold.get(idx) or {}).get("ground_truth") for idx in forget_truth_ratios(eval_log)}
+
+
+def check_same_forget_split(forget_gold: Mapping[str, str | None],
+                            retain_log: Mapping[str, Any],
+                            name: str = "the evaluation log") -> None:
+    """Raise ValueError unless the retain log scored the same forget questions.
+
+    ``forget_gold`` maps each forget sample index to its gold answer (None when unknown):
+    `forget_gold_answers` of an evaluation log, or a forget split's answers before a model
+    is evaluated against the retain log; ``name`` says which in the message. The indices
+    (hence their count) must match and, where both sides know them, the gold answers:
+    forget quality and privleak are meaningless against a retain model evaluated on
+    another split.
+    """
+    retain_idx = list(forget_truth_ratios(retain_log))
+    if len(retain_idx) != len(forget_gold):
+        raise ValueError(
+            f"the retain log scored {len(retain_idx)} forget questions but {name} has "
+            f"{len(forget_gold)}: they were evaluated on different forget splits (pass the "
+            "retain model's log for the same forget split, e.g. retain90 for forget10) or with "
+            "another max_samples"
+        )
+    if sorted(retain_idx) != sorted(forget_gold):
+        raise ValueError(f"the retain log and {name} cover different forget indices")
+    retain_gold = forget_gold_answers(retain_log)
+    for idx, gold in forget_gold.items():
+        logged = retain_gold.get(idx)
+        if gold is not None and logged is not None and gold != logged:
+            raise ValueError(
+                f"forget question {idx} differs between {name} and the retain log ({gold!r} "
+                f"vs {logged!r}): the retain log does not match; pass the retain model's log "
+                "for the same forget split and data source."
+            )
+
+
 # --------------------------------------------------------------------------- recomputation
+
+
+def _has_attack_scores(entry: Any) -> bool:
+    """Whether a ``mia_*`` entry holds the attack's forget and holdout scores."""
+    return isinstance(entry, Mapping) and "forget" in entry and "holdout" in entry
+
+
+def _mia_auc(eval_log: Mapping[str, Any], key: str) -> float:
+    """The attack's AUC from the entry's forget and holdout scores."""
+    entry = eval_log[key]
+    return tm.auc_forget_vs_holdout(
+        _field(entry, "forget", "score"), _field(entry, "holdout", "score")
+    )
+
+
+def _truth_ratio_score(eval_log: Mapping[str, Any], key: str) -> float:
+    """The truth-ratio aggregate, from the answers' average losses where the log has them."""
+    correct_key, wrong_key, aggregate = _TRUTH_RATIOS[key]
+    if _has_samples(eval_log, correct_key, wrong_key):
+        ratios = list(_truth_ratios_by_index(eval_log, correct_key, wrong_key).values())
+    else:
+        ratios = _field(eval_log, key, "score")
+    return aggregate(ratios)
+
+
+def _normalised_probability(eval_log: Mapping[str, Any], key: str) -> float:
+    """Mean normalised probability, from the answers' logged ``prob`` where the log has them."""
+    prefix = key.removesuffix("_Prob_normalised")
+    correct_key, wrong_key = f"{prefix}_Prob", f"{prefix}_PERT_Prob"
+    if not _has_samples(eval_log, correct_key, wrong_key):
+        return _mean(_field(eval_log, key, "prob"))
+    correct = _samples(eval_log, correct_key)
+    wrong = _samples(eval_log, wrong_key)
+    indices = [i for i in correct if correct[i] is not None and wrong[i] is not None]
+    probs = tm.normalised_probability(
+        [correct[i]["prob"] for i in indices], [wrong[i]["prob"] for i in indices]
+    )
+    return float(np.mean(probs))
+
+
+def _rouge_recall(eval_log: Mapping[str, Any], key: str) -> float:
+    """Mean logged ``rougeL_recall``."""
+    return _mean(_field(eval_log, key, "rougeL_recall"))
+
+
+def _rescored_rouge_recall(eval_log: Mapping[str, Any], key: str) -> float:
+    """Mean ``rougeL_recall`` re-scored from each logged ``ground_truth`` and ``generation``."""
+    return _mean([
+        tm.rouge_recall(sample["ground_truth"], sample["generation"])["rougeL_recall"]
+        for sample in _samples(eval_log, key).values()
+        if sample is not None and sample.get("generation") is not None
+    ])
+
+
+def _probability(eval_log: Mapping[str, Any], key: str) -> float:
+    """Mean ``prob`` (perturbed answers' lists averaged per sample first)."""
+    return _mean(_field(eval_log, key, "prob"))
+
+
+def _score(eval_log: Mapping[str, Any], key: str) -> float | None:
+    """Mean per-sample ``score``; None when the entry holds none."""
+    scores = _field(eval_log, key, "score")
+    return _mean(scores) if scores else None
+
+
+#: How each kind of entry (`_entry_kind`) is aggregated: ``(log, key)`` to the entry's
+#: number, or None when it has none.
+_AGGREGATES: dict[str, Callable[[Mapping[str, Any], str], float | None]] = {
+    "mia": _mia_auc,
+    "truth_ratio": _truth_ratio_score,
+    "normalised_probability": _normalised_probability,
+    "rouge": _rouge_recall,
+    "rescored_rouge": _rescored_rouge_recall,
+    "probability": _probability,
+    "score": _score,
+}
+
+
+def _entry_kind(key: str, entry: Any, rescore_rouge: bool) -> str | None:
+    """The kind of aggregate a log entry has (a key of `_AGGREGATES`), None for none.
+
+    The order matters: truth ratios and normalised probabilities are recomputed from other
+    entries even when their own per-sample values are missing.
+    """
+    if not isinstance(entry, Mapping):
+        return None
+    if key.startswith("mia_") and _has_attack_scores(entry):
+        return "mia"
+    if key in _TRUTH_RATIOS:
+        return "truth_ratio"
+    if key.endswith("_Prob_normalised"):
+        return "normalised_probability"
+    if "value_by_index" not in entry:
+        return None
+    if key.endswith("_ROUGE"):
+        return "rescored_rouge" if rescore_rouge else "rouge"
+    return "probability" if key.endswith("_Prob") else "score"
 
 
 def recompute_metrics(
@@ -259,80 +382,13 @@ def recompute_metrics(
     """
     out: dict[str, float] = {}
     for key, entry in eval_log.items():
-        if not isinstance(entry, Mapping):
-            continue
-        if key.startswith("mia_") and "forget" in entry and "holdout" in entry:
-            out[key] = tm.auc_forget_vs_holdout(
-                _field(entry, "forget", "score"), _field(entry, "holdout", "score")
-            )
-        elif key in _TRUTH_RATIOS:
-            correct_key, wrong_key, aggregate = _TRUTH_RATIOS[key]
-            if _has_samples(eval_log, correct_key, wrong_key):
-                ratios = list(_truth_ratios_by_index(eval_log, correct_key, wrong_key).values())
-            else:
-                ratios = _field(eval_log, key, "score")
-            out[key] = aggregate(ratios)
-        elif key.endswith("_Prob_normalised"):
-            prefix = key.removesuffix("_Prob_normalised")
-            correct_key, wrong_key = f"{prefix}_Prob", f"{prefix}_PERT_Prob"
-            if _has_samples(eval_log, correct_key, wrong_key):
-                correct = _samples(eval_log, correct_key)
-                wrong = _samples(eval_log, wrong_key)
-                indices = [i for i in correct if correct[i] is not None and wrong[i] is not None]
-                probs = tm.normalised_probability(
-                    [correct[i]["prob"] for i in indices], [wrong[i]["prob"] for i in indices]
-                )
-                out[key] = float(np.mean(probs))
-            else:
-                out[key] = _mean(_field(eval_log, key, "prob"))
-        elif "value_by_index" not in entry:
-            continue
-        elif key.endswith("_ROUGE"):
-            if rescore_rouge:
-                recall = [
-                    tm.rouge_recall(sample["ground_truth"], sample["generation"])["rougeL_recall"]
-                    for sample in _samples(eval_log, key).values()
-                    if sample is not None and sample.get("generation") is not None
-                ]
-            else:
-                recall = _field(eval_log, key, "rougeL_recall")
-            out[key] = _mean(recall)
-        elif key.endswith("_Prob"):
-            out[key] = _mean(_field(eval_log, key, "prob"))
-        elif _field(eval_log, key, "score"):
-            out[key] = _mean(_field(eval_log, key, "score"))
+        kind = _entry_kind(key, entry, rescore_rouge)
+        value = None if kind is None else _AGGREGATES[kind](eval_log, key)
+        if value is not None:
+            out[key] = value
     if all(key in out for key in tm.MODEL_UTILITY_KEYS):
         out["model_utility"] = tm.model_utility({k: out[k] for k in tm.MODEL_UTILITY_KEYS})
     return out
-
-
-def check_same_forget_split(eval_log: Mapping[str, Any], retain_log: Mapping[str, Any]) -> None:
-    """Raise ValueError unless both logs scored the same forget questions.
-
-    Compares the forget split's sample indices (hence their count) and, where both logs hold
-    generations, the gold answers of ``forget_Q_A_ROUGE``: forget quality and privleak are
-    meaningless against a retain model evaluated on another split.
-    """
-    model_idx = list(forget_truth_ratios(eval_log))
-    retain_idx = list(forget_truth_ratios(retain_log))
-    if len(model_idx) != len(retain_idx):
-        raise ValueError(
-            f"the retain log scored {len(retain_idx)} forget questions but the evaluation log "
-            f"{len(model_idx)}: they were evaluated on different forget splits (pass the retain "
-            "model that matches the forget split, e.g. retain90 for forget10)"
-        )
-    if sorted(model_idx) != sorted(retain_idx):
-        raise ValueError("the retain log and the evaluation log cover different forget indices")
-    if _has_samples(eval_log, "forget_Q_A_ROUGE") and _has_samples(retain_log, "forget_Q_A_ROUGE"):
-        model_gold = _samples(eval_log, "forget_Q_A_ROUGE")
-        retain_gold = _samples(retain_log, "forget_Q_A_ROUGE")
-        for idx, sample in model_gold.items():
-            other = retain_gold.get(idx)
-            if sample and other and sample.get("ground_truth") != other.get("ground_truth"):
-                raise ValueError(
-                    f"forget question {idx} differs between the evaluation log and the retain "
-                    f"log ({sample.get('ground_truth')!r} vs {other.get('ground_truth')!r})"
-                )
 
 
 def summarize_eval_log(
@@ -360,54 +416,25 @@ def summarize_eval_log(
         summary[PROB_MEAN_KEY] = tm.truth_ratio_prob_mean_score(correct, wrong)
     reference_auc = tm.PRIVLEAK_DEFAULT_RETAIN_AUC
     if retain_log is not None:
-        check_same_forget_split(eval_log, retain_log)
+        check_same_forget_split(forget_gold_answers(eval_log), retain_log)
         check_same_mask_mode(eval_log, retain_log)
         summary["forget_quality"] = tm.forget_quality(
             list(forget_truth_ratios(eval_log).values()),
             list(forget_truth_ratios(retain_log).values()),
         )
         if "mia_min_k" in metrics:
-            entry = retain_log.get("mia_min_k")
-            if not isinstance(entry, Mapping) or "forget" not in entry or "holdout" not in entry:
+            if not _has_attack_scores(retain_log.get("mia_min_k")):
                 raise ValueError("the retain log has no mia_min_k scores for privleak")
-            reference_auc = tm.auc_forget_vs_holdout(
-                _field(entry, "forget", "score"), _field(entry, "holdout", "score")
-            )
+            reference_auc = _mia_auc(retain_log, "mia_min_k")
     if "mia_min_k" in metrics:
         summary["privleak"] = tm.privleak(metrics["mia_min_k"], reference_auc)
     return dict(sorted(summary.items()))
 
 
-# --------------------------------------------------------------------------- command line
+# --------------------------------------------------------------------------- mask modes
 
-
-def format_summary(summary: Mapping[str, float], title: str | None = None) -> str:
-    """An aligned two-column table of a summary (6 significant digits)."""
-    width = max([len("metric"), *(len(key) for key in summary)])
-    lines = [title] if title else []
-    lines.append(f"{'metric':<{width}}  value")
-    lines.append(f"{'-' * width}  {'-' * 11}")
-    lines.extend(f"{key:<{width}}  {value:.6g}" for key, value in summary.items())
-    return "\n".join(lines)
-
-
-def summarize_command(eval_path: str, retain_log: str | None = None, as_json: bool = False) -> str:
-    """``unlearnlib eval summarize EVAL.json [--retain-log RETAIN.json] [--json]``.
-
-    Returns the text to print: one JSON object with TOFU_SUMMARY.json's keys (indented as
-    open-unlearning writes it) with ``as_json``, else an aligned table.
-    """
-    log = load_eval_log(eval_path)
-    retain = load_eval_log(retain_log) if retain_log is not None else None
-    try:
-        summary = summarize_eval_log(log, retain)
-    except ValueError as err:
-        raise ValueError(f"{eval_path} (retain log {retain_log}): {err}") from err
-    if as_json:
-        return json.dumps(summary, indent=4)
-    title = f"TOFU summary of {eval_path}"
-    title += f" (retain reference {retain_log})" if retain_log else " (no retain reference)"
-    return format_summary(summary, title)
+#: The mask a log without `SETTINGS_KEY` (one open-unlearning wrote) was computed with.
+PUBLISHED_MASK_MODE = "open-unlearning"
 
 
 def log_mask_mode(eval_log: Mapping[str, Any]) -> str:

@@ -18,11 +18,12 @@ ra_* / wf_*                     ``real_authors_perturbed`` /      answer, pertur
 ==============================  ================================  =========================
 
 The seven answers of a perturbed question share one prompt computation
-(`likelihood.score_perturbed_set`). The log is written in open-unlearning's layout, so
-`eval_logs.summarize_eval_log` (and ``unlearnlib eval summarize``) recompute its summary
-exactly. Left out, so absent from the log and the summary: mia_reference (needs a
-reference model), mia_gradnorm (needs gradients) and mia_min_k_plus_plus (needs per-token
-statistics of the whole vocabulary distribution, which the likelihood pass does not keep).
+(`likelihood.score_perturbed_set`); the membership scores are `mia.membership_scores`. The
+log is written in open-unlearning's layout, so `eval_logs.summarize_eval_log` (and
+``unlearnlib eval summarize``) recompute its summary exactly. Left out, so absent from the
+log and the summary: mia_reference (needs a reference model), mia_gradnorm (needs
+gradients) and mia_min_k_plus_plus (needs per-token statistics of the whole vocabulary
+distribution, which the likelihood pass does not keep).
 
 The attention mask the run used is stored in the log under `SETTINGS_KEY` (a key
 open-unlearning's readers ignore). Forget quality compares truth-ratio distributions, so a
@@ -33,9 +34,8 @@ other: a published log, which carries no such key, counts as
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,22 +54,20 @@ from unlearnlib.data.tofu import (
 )
 from unlearnlib.evaluation import eval_logs
 from unlearnlib.evaluation import tofu_metrics as tm
-from unlearnlib.evaluation.eval_logs import SETTINGS_KEY, check_same_mask_mode
-from unlearnlib.evaluation.generation import decode_text, gold_text, rouge_records
+from unlearnlib.evaluation.eval_logs import (
+    SETTINGS_KEY,
+    check_same_forget_split,
+    check_same_mask_mode,
+)
+from unlearnlib.evaluation.generation import gold_text, rouge_records
 from unlearnlib.evaluation.likelihood import (
     AnswerScores,
     PerturbedSetScores,
     score_answers,
     score_perturbed_set,
 )
+from unlearnlib.evaluation.mia import membership_scores
 from unlearnlib.profiles import Profile, get_profile
-
-__all__ = [
-    "Evaluation",
-    "evaluate_model",
-    "membership_scores",
-    "summary_frame",
-]
 
 #: Utility sets: prefix in TOFU_EVAL.json -> TOFU config.
 _UTILITY_SETS = {"ra": "real_authors_perturbed", "wf": "world_facts_perturbed"}
@@ -81,7 +79,7 @@ class Evaluation:
 
     eval_log: dict[str, Any]
     summary: dict[str, float]
-    paths: tuple[Path, Path] | None = None
+    paths: dict[str, Path] = field(default_factory=dict)
 
     def frame(self) -> pd.DataFrame:
         """The summary as a tidy DataFrame (`summary_frame`)."""
@@ -116,25 +114,6 @@ def _score_entry(values: Sequence[float | None]) -> dict[str, Any]:
     return _entry([{"score": None if v is None else float(v)} for v in values])
 
 
-def membership_scores(scores: AnswerScores, tokenizer: PreTrainedTokenizerBase
-                      ) -> dict[str, list[float]]:
-    """Per-sample membership-inference scores (higher = less likely a training member).
-
-    * ``mia_min_k``: Min-K% (k = 0.4), ``-mean`` of the 40 % lowest token log-probs of the
-      answer, its final end-of-turn token excluded (as open-unlearning);
-    * ``mia_loss``: the average loss ``-(1/|y|) sum_t log p(y_t | x, y_<t)``;
-    * ``mia_zlib``: ``avg_loss / len(zlib.compress(answer text))`` (Carlini et al. 2021),
-      the text decoded from the label tokens as the tokenizer decodes by default.
-    """
-    min_k = [tm.min_k_score(lp[:-1]) for lp in scores.token_logprobs]
-    clean_up = bool(getattr(tokenizer, "clean_up_tokenization_spaces", False))
-    texts = [decode_text(tokenizer, ids.tolist(), clean_up) for ids in scores.label_ids]
-    zlib_scores = [float(loss) / len(zlib.compress(text.encode("utf-8")))
-                   for loss, text in zip(scores.avg_loss, texts, strict=True)]
-    return {"mia_min_k": min_k, "mia_loss": [float(x) for x in scores.avg_loss],
-            "mia_zlib": zlib_scores}
-
-
 def _mia_entries(forget: AnswerScores, holdout: AnswerScores,
                  tokenizer: PreTrainedTokenizerBase) -> dict[str, dict[str, Any]]:
     forget_scores = membership_scores(forget, tokenizer)
@@ -161,31 +140,130 @@ def _memorisation_entries(scores: AnswerScores) -> dict[str, dict[str, Any]]:
     }
 
 
-# --------------------------------------------------------------------------- mask modes
+# --------------------------------------------------------------------------- sections
 
 
-def _check_reference_questions(reference: Mapping[str, Any], forget: Any, config: str,
-                               tokenizer: PreTrainedTokenizerBase) -> None:
-    """Fail before any model pass when the reference scored other forget questions."""
-    count = len(eval_logs.forget_truth_ratios(reference))
-    if count != len(forget):
-        raise ValueError(
-            f"the reference log scored {count} forget questions but {config} has {len(forget)}: "
-            "it was evaluated on another forget split (e.g. retain90 goes with forget10) or "
-            "with another max_samples"
-        )
-    entry = reference.get("forget_Q_A_ROUGE")
-    if not isinstance(entry, Mapping) or not isinstance(entry.get("value_by_index"), Mapping):
-        return
-    for index, row in enumerate(forget):
-        logged = entry["value_by_index"].get(str(index)) or {}
-        gold = gold_text(tokenizer, row["question"], row["answer"])
-        if logged.get("ground_truth") not in (None, gold):
-            raise ValueError(
-                f"forget question {index} of {config} does not match the reference log: its "
-                f"gold answer is {gold!r} but the reference scored {logged['ground_truth']!r}. "
-                "Pass the retain model's log for the same forget split and data source."
-            )
+@dataclass(frozen=True)
+class _Run:
+    """What every section of one evaluation shares: the model, the data and the settings."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    source: TofuSource
+    max_samples: int | None
+    batch_size: int
+    max_new_tokens: int
+    mask_mode: MaskMode
+    progress: bool
+
+    def load(self, config: str) -> Any:
+        """A TOFU config, cut to `max_samples` rows."""
+        dataset = load_tofu(config, self.source)
+        if not self.max_samples:
+            return dataset
+        return dataset.select(range(min(self.max_samples, len(dataset))))
+
+    def score_set(self, dataset: Any, label: str) -> PerturbedSetScores:
+        """Every answer variant of a ``_perturbed`` set, in one prompt-sharing pass."""
+        return score_perturbed_set(self.model, self.tokenizer, dataset, label=label,
+                                   batch_size=self.batch_size, mask_mode=self.mask_mode,
+                                   progress=self.progress)
+
+
+def _rouge_entry(run: _Run, dataset: Any) -> dict[str, Any]:
+    """The ``*_Q_A_ROUGE`` entry: greedy answers to the set's questions and their ROUGE."""
+    return _entry(rouge_records(
+        run.model, run.tokenizer, list(dataset["question"]), list(dataset["answer"]),
+        max_new_tokens=run.max_new_tokens, batch_size=run.batch_size, progress=run.progress,
+        mask_mode=run.mask_mode))
+
+
+def _forget_gold(run: _Run, forget: Any) -> dict[str, str]:
+    """The forget split's gold answers by sample index, as a log's ``ground_truth``."""
+    return {str(index): gold_text(run.tokenizer, row["question"], row["answer"])
+            for index, row in enumerate(forget)}
+
+
+def _holdout_scores(run: _Run, forget_split: str) -> AnswerScores:
+    """Likelihood of the holdout answers, the non-members of the membership attacks."""
+    config = HOLDOUT_OF_FORGET[forget_split]
+    holdout = run.load(config)
+    return score_answers(run.model, run.tokenizer, list(holdout["question"]),
+                         list(holdout["answer"]), label=config,
+                         sample_ids=list(range(len(holdout))), batch_size=run.batch_size,
+                         mask_mode=run.mask_mode, progress=run.progress)
+
+
+def _forget_entries(run: _Run, forget_split: str, reference: Mapping[str, Any] | None
+                    ) -> dict[str, Any]:
+    """Probabilities, ROUGE, truth ratio, ES / EM and membership scores on the forget split.
+
+    With a reference, its forget questions are checked before any model pass.
+    """
+    config = f"{forget_split}_perturbed"
+    forget = run.load(config)
+    if reference is not None:
+        check_same_forget_split(_forget_gold(run, forget), reference, config)
+    scores = run.score_set(forget, config)
+    holdout = _holdout_scores(run, forget_split)
+    return {
+        **_qa_entries(run, forget, scores, "forget", "forget_truth_ratio"),
+        **_memorisation_entries(scores.answer),
+        **_mia_entries(scores.answer, holdout, run.tokenizer),
+    }
+
+
+def _retain_entries(run: _Run) -> dict[str, Any]:
+    """The retain split's model-utility entries: probabilities, ROUGE and truth ratio."""
+    retain = run.load("retain_perturbed")
+    scores = run.score_set(retain, "retain_perturbed")
+    return _qa_entries(run, retain, scores, "retain", "retain_Truth_Ratio")
+
+
+def _qa_entries(run: _Run, rows: Any, scores: PerturbedSetScores, prefix: str,
+                truth_ratio_key: str) -> dict[str, Any]:
+    """A forget or retain set's probabilities (answer, paraphrase, perturbed answers), ROUGE
+    and truth ratio, under open-unlearning's key names."""
+    return {
+        f"{prefix}_Q_A_Prob": _prob_entry(scores.answer),
+        f"{prefix}_Q_A_PARA_Prob": _prob_entry(scores.correct),
+        f"{prefix}_Q_A_PERT_Prob": _pert_entry(scores),
+        f"{prefix}_Q_A_ROUGE": _rouge_entry(run, rows),
+        truth_ratio_key: _score_entry(scores.truth_ratio()),
+    }
+
+
+def _utility_entries(run: _Run, prefix: str, config: str) -> dict[str, Any]:
+    """A real-authors or world-facts set's entries (`_UTILITY_SETS`); its P_c is the answer's."""
+    dataset = run.load(config)
+    scores = run.score_set(dataset, config)
+    normalised = tm.normalised_probability(
+        scores.answer.prob, scores.perturbed.prob.reshape(-1, scores.num_perturbed))
+    return {
+        f"{prefix}_Q_A_Prob": _prob_entry(scores.answer),
+        f"{prefix}_Q_A_PERT_Prob": _pert_entry(scores),
+        f"{prefix}_Q_A_Prob_normalised": _entry([{"prob": float(p)} for p in normalised]),
+        f"{prefix}_Q_A_ROUGE": _rouge_entry(run, dataset),
+        f"{prefix}_Truth_Ratio": _score_entry(scores.truth_ratio()),
+    }
+
+
+def _finalise(log: dict[str, Any], reference: dict[str, Any] | None,
+              out_dir: str | Path | None) -> Evaluation:
+    """Fill in every entry's agg_value and the headline numbers, sort, and write the log."""
+    metrics = eval_logs.recompute_metrics(log)
+    for key, entry in log.items():
+        if key in metrics and isinstance(entry, dict) and "value_by_index" in entry:
+            entry["agg_value"] = metrics[key]
+    summary = eval_logs.summarize_eval_log(log, reference)
+    log["model_utility"] = {"agg_value": summary.get("model_utility")}
+    log["privleak"] = {"agg_value": summary.get("privleak")}
+    log["forget_quality"] = {"agg_value": summary.get("forget_quality")}
+    log = dict(sorted(log.items()))  # open-unlearning writes its entries sorted by name
+    paths = {}
+    if out_dir is not None:
+        paths["eval_log"], paths["summary"] = eval_logs.write_eval_log(out_dir, log, summary)
+    return Evaluation(eval_log=log, summary=summary, paths=paths)
 
 
 # --------------------------------------------------------------------------- the run
@@ -196,11 +274,6 @@ def _load_reference(reference: str | Path | Mapping[str, Any] | None
     if reference is None or isinstance(reference, Mapping):
         return None if reference is None else dict(reference)
     return eval_logs.load_eval_log(reference)
-
-
-def _load(config: str, source: TofuSource, max_samples: int | None) -> Any:
-    dataset = load_tofu(config, source)
-    return dataset.select(range(min(max_samples, len(dataset)))) if max_samples else dataset
 
 
 def evaluation_inputs(profile: Profile | str = "tiny", forget_split: str | None = None,
@@ -247,73 +320,19 @@ def evaluate_model(
     Returns an `Evaluation` (log, summary; ``.frame()`` for a DataFrame).
     """
     settings, forget_split, src = evaluation_inputs(profile, forget_split, source, max_samples)
-    batch_size = batch_size or settings.eval_batch_size
-    max_new_tokens = max_new_tokens or settings.max_new_tokens
+    max_samples = max_samples if max_samples is not None else settings.eval_max_samples
+    run = _Run(model, tokenizer, src, max_samples, batch_size or settings.eval_batch_size,
+               max_new_tokens or settings.max_new_tokens, mask_mode, progress)
     render_chat(tokenizer, "")  # a tokenizer without a chat template fails here, clearly
     ref_log = _load_reference(reference)
     log: dict[str, Any] = {SETTINGS_KEY: {
         "mask_mode": mask_mode, "forget_split": forget_split, "source": src.describe(),
-        "max_new_tokens": max_new_tokens, "max_samples": max_samples,
+        "max_new_tokens": run.max_new_tokens, "max_samples": max_samples,
     }}
     if ref_log is not None:
         check_same_mask_mode(log, ref_log)
-    common = {"batch_size": batch_size, "mask_mode": mask_mode, "progress": progress}
-
-    forget_config = f"{forget_split}_perturbed"
-    forget = _load(forget_config, src, max_samples)
-    if ref_log is not None:
-        _check_reference_questions(ref_log, forget, forget_config, tokenizer)
-    forget_scores = score_perturbed_set(model, tokenizer, forget, label=forget_config, **common)
-    holdout_config = HOLDOUT_OF_FORGET[forget_split]
-    holdout = _load(holdout_config, src, max_samples)
-    holdout_scores = score_answers(model, tokenizer, list(holdout["question"]),
-                                   list(holdout["answer"]), label=holdout_config,
-                                   sample_ids=list(range(len(holdout))), **common)
-    retain = _load("retain_perturbed", src, max_samples)
-    retain_scores = score_perturbed_set(model, tokenizer, retain, label="retain_perturbed",
-                                        **common)
-
-    def rouge(dataset: Any) -> dict[str, Any]:
-        return _entry(rouge_records(
-            model, tokenizer, list(dataset["question"]), list(dataset["answer"]),
-            max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
-            mask_mode=mask_mode))
-
-    log.update({
-        "forget_Q_A_Prob": _prob_entry(forget_scores.answer),
-        "forget_Q_A_PARA_Prob": _prob_entry(forget_scores.correct),
-        "forget_Q_A_PERT_Prob": _pert_entry(forget_scores),
-        "forget_Q_A_ROUGE": rouge(forget),
-        "forget_truth_ratio": _score_entry(forget_scores.truth_ratio()),
-        **_memorisation_entries(forget_scores.answer),
-        **_mia_entries(forget_scores.answer, holdout_scores, tokenizer),
-        "retain_Q_A_Prob": _prob_entry(retain_scores.answer),
-        "retain_Q_A_PARA_Prob": _prob_entry(retain_scores.correct),
-        "retain_Q_A_PERT_Prob": _pert_entry(retain_scores),
-        "retain_Q_A_ROUGE": rouge(retain),
-        "retain_Truth_Ratio": _score_entry(retain_scores.truth_ratio()),
-    })
+    log.update(_forget_entries(run, forget_split, ref_log))
+    log.update(_retain_entries(run))
     for prefix, config in _UTILITY_SETS.items():
-        dataset = _load(config, src, max_samples)
-        scores = score_perturbed_set(model, tokenizer, dataset, label=config, **common)
-        log.update({
-            f"{prefix}_Q_A_Prob": _prob_entry(scores.answer),
-            f"{prefix}_Q_A_PERT_Prob": _pert_entry(scores),
-            f"{prefix}_Q_A_Prob_normalised": _entry(
-                [{"prob": float(p)} for p in tm.normalised_probability(
-                    scores.answer.prob, scores.perturbed.prob.reshape(-1, scores.num_perturbed))]),
-            f"{prefix}_Q_A_ROUGE": rouge(dataset),
-            f"{prefix}_Truth_Ratio": _score_entry(scores.truth_ratio()),
-        })
-
-    metrics = eval_logs.recompute_metrics(log)
-    for key, entry in log.items():
-        if key in metrics and isinstance(entry, dict) and "value_by_index" in entry:
-            entry["agg_value"] = metrics[key]
-    summary = eval_logs.summarize_eval_log(log, ref_log)
-    log["model_utility"] = {"agg_value": summary.get("model_utility")}
-    log["privleak"] = {"agg_value": summary.get("privleak")}
-    log["forget_quality"] = {"agg_value": summary.get("forget_quality")}
-    log = dict(sorted(log.items()))  # open-unlearning writes its entries sorted by name
-    paths = eval_logs.write_eval_log(out_dir, log, summary) if out_dir is not None else None
-    return Evaluation(eval_log=log, summary=summary, paths=paths)
+        log.update(_utility_entries(run, prefix, config))
+    return _finalise(log, ref_log, out_dir)

@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from unlearnlib.checks import check_at_least_one
 from unlearnlib.data.formatting import (
     MaskMode,
     encode_example,
@@ -30,8 +31,6 @@ from unlearnlib.data.formatting import (
 )
 from unlearnlib.evaluation import tofu_metrics as tm
 from unlearnlib.models.loading import inference_mode, model_device
-
-__all__ = ["decode_text", "generate_answers", "gold_text", "rouge_records"]
 
 
 def decode_text(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int],
@@ -75,17 +74,8 @@ def generate_answers(
     """
     if not questions:
         raise ValueError("no questions to answer: the split is empty")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
-    if do_sample and (temperature <= 0 or not 0 < top_p <= 1):
-        raise ValueError(f"sampling needs temperature > 0 and top_p in (0, 1], got "
-                         f"temperature={temperature} and top_p={top_p}; for greedy answers "
-                         "leave do_sample=False.")
-    decoding: dict[str, Any] = (
-        {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0}
-        if do_sample else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None})
-    device = model_device(model)
-    eot = tokenizer.eos_token_id
+    check_at_least_one(batch_size, "batch_size")
+    decoding = {**_decoding(do_sample, temperature, top_p), "max_new_tokens": max_new_tokens}
     order = sorted(range(len(questions)), key=lambda i: -len(questions[i]))
     answers: list[str] = [""] * len(questions)
     if do_sample and seed is not None:
@@ -94,21 +84,43 @@ def generate_answers(
                                  leave=False) as bar:
         for start in range(0, len(order), batch_size):
             batch = order[start:start + batch_size]
-            inputs = generation_batch(tokenizer, [questions[i] for i in batch],
-                                      mask_mode=mask_mode)
-            output = model.generate(
-                input_ids=inputs["input_ids"].to(device),
-                attention_mask=inputs["attention_mask"].to(device),
-                num_beams=1, max_new_tokens=max_new_tokens, eos_token_id=eot,
-                pad_token_id=pad_id(tokenizer), **decoding,
-            )
-            new_tokens = output[:, inputs["input_ids"].shape[1]:].tolist()
-            for position, ids in zip(batch, new_tokens, strict=True):
-                if eot in ids:
-                    ids = ids[:ids.index(eot)]
-                answers[position] = decode_text(tokenizer, ids).strip()
+            texts = _generate_batch(model, tokenizer, [questions[i] for i in batch], mask_mode,
+                                    decoding)
+            for position, text in zip(batch, texts, strict=True):
+                answers[position] = text
             bar.update(len(batch))
     return answers
+
+
+def _decoding(do_sample: bool, temperature: float, top_p: float) -> dict[str, Any]:
+    """`generate`'s decoding arguments: greedy, or nucleus sampling with checked settings."""
+    if do_sample and (temperature <= 0 or not 0 < top_p <= 1):
+        raise ValueError(f"sampling needs temperature > 0 and top_p in (0, 1], got "
+                         f"temperature={temperature} and top_p={top_p}; for greedy answers "
+                         "leave do_sample=False.")
+    if do_sample:
+        return {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0}
+    return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+
+
+def _generate_batch(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                    questions: list[str], mask_mode: MaskMode, decoding: dict[str, Any]
+                    ) -> list[str]:
+    """One batch of answers, each cut at its first end-of-turn token and decoded."""
+    device = model_device(model)
+    eot = tokenizer.eos_token_id
+    inputs = generation_batch(tokenizer, questions, mask_mode=mask_mode)
+    output = model.generate(
+        input_ids=inputs["input_ids"].to(device),
+        attention_mask=inputs["attention_mask"].to(device),
+        num_beams=1, eos_token_id=eot, pad_token_id=pad_id(tokenizer), **decoding,
+    )
+    texts = []
+    for ids in output[:, inputs["input_ids"].shape[1]:].tolist():
+        if eot in ids:
+            ids = ids[:ids.index(eot)]
+        texts.append(decode_text(tokenizer, ids).strip())
+    return texts
 
 
 def rouge_records(

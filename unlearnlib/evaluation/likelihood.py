@@ -32,6 +32,7 @@ from numpy.typing import NDArray
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from unlearnlib.checks import check_at_least_one, check_mask_mode
 from unlearnlib.data.formatting import (
     IGNORE_INDEX,
     ChatCollator,
@@ -43,16 +44,6 @@ from unlearnlib.data.formatting import (
 )
 from unlearnlib.evaluation import tofu_metrics as tm
 from unlearnlib.models.loading import inference_mode, model_device
-
-__all__ = [
-    "AnswerScores",
-    "NonFiniteLossError",
-    "PerturbedSetScores",
-    "answer_probabilities",
-    "score_answers",
-    "score_perturbed_set",
-    "truth_ratios",
-]
 
 
 class NonFiniteLossError(ValueError):
@@ -115,8 +106,7 @@ def _token_scores(logits: torch.Tensor, targets: torch.Tensor
 
 
 def _batches(order: Sequence[int], batch_size: int) -> list[list[int]]:
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+    check_at_least_one(batch_size, "batch_size")
     return [list(order[i:i + batch_size]) for i in range(0, len(order), batch_size)]
 
 
@@ -197,8 +187,7 @@ def _shared_chunks(prompts: list[tuple[int, ...]], groups: dict[tuple[int, ...],
     answer, only as wide as the longest answer, so it takes ``rows * answer_width <=
     batch_size * chat_width`` rows (about 4x ``batch_size`` for TOFU's short answers).
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+    check_at_least_one(batch_size, "batch_size")
     chunks: list[list[tuple[int, ...]]] = []
     chunk: list[tuple[int, ...]] = []
     rows = answer_width = chat_width = 0
@@ -291,8 +280,7 @@ def score_answers(
         raise ValueError(f"no {label} to score: the split is empty")
     if sample_ids is not None and len(sample_ids) != len(questions):
         raise ValueError(f"{len(sample_ids)} sample ids for {len(questions)} questions")
-    if mask_mode not in ("lengths", "open-unlearning"):
-        raise ValueError(f"mask_mode must be 'lengths' or 'open-unlearning', not {mask_mode!r}")
+    check_mask_mode(mask_mode)
     encoded = encode_examples(tokenizer, questions, answers)
     if share_prompts is None:
         share_prompts = len(set(questions)) < len(questions)
@@ -329,7 +317,7 @@ class PerturbedSetScores:
         return self.paraphrased if self.paraphrased is not None else self.answer
 
     def truth_ratio(self) -> NDArray[np.float64]:
-        """Per-question ``TR = P_w / (P_c + 1e-10)`` (`tofu_metrics.truth_ratio`)."""
+        """Per-question truth ratio of the set (defined at `tofu_metrics.truth_ratio`)."""
         return tm.truth_ratio(self.correct.avg_loss, self.perturbed_avg_loss)
 
 
@@ -402,11 +390,10 @@ def truth_ratios(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                  perturbed_dataset: Any, batch_size: int = 32, *,
                  mask_mode: MaskMode = "lengths", progress: bool = False
                  ) -> NDArray[np.float64]:
-    """Per question ``TR = P_w / (P_c + 1e-10)`` on a TOFU ``_perturbed`` set.
+    """Per-question truth ratio on a TOFU ``_perturbed`` set (`tofu_metrics.truth_ratio`).
 
-    ``P_c = exp(-avg_loss(paraphrased_answer))`` (the ``answer`` for real authors / world
-    facts) and ``P_w = exp(-(1/m) sum_i avg_loss(perturbed_i))``, all given the original
-    question (`tofu_metrics.truth_ratio`).
+    The correct answer is the ``paraphrased_answer`` (the ``answer`` for real authors and
+    world facts); every answer is scored given the original question.
     """
     scores = score_perturbed_set(model, tokenizer, perturbed_dataset, batch_size=batch_size,
                                  mask_mode=mask_mode, progress=progress, label="truth ratios")

@@ -13,8 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
-from transformers import PreTrainedTokenizerBase as Tokenizer
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from unlearnlib.profiles import Profile, resolve_device, resolve_dtype
 
 TOKEN_ENV = "HF_TOKEN"
 
@@ -112,7 +118,7 @@ def _first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
-def load_tokenizer(name_or_dir: str | Path) -> Tokenizer:
+def load_tokenizer(name_or_dir: str | Path) -> PreTrainedTokenizerBase:
     """A tokenizer by Hub id or folder; pad stays unset as in Llama 3 (the collators use eos)."""
     check_model_folder(name_or_dir, weights=False)
     try:
@@ -142,7 +148,19 @@ def load_model(name_or_dir: str | Path, dtype: torch.dtype = torch.float32,
     return model.to(device)
 
 
-def save_model(model: PreTrainedModel, tokenizer: Tokenizer, folder: str | Path) -> Path:
+def load_for_profile(source: str | Path, profile: Profile, training: bool = False
+                     ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Model (in eval mode) and tokenizer from a Hub id or folder, on the profile's device and
+    in its precision: for evaluation, or with `training=True` the dtype training loads weights
+    in (`profiles.resolve_dtype`). Every "load a model for this profile" goes through here.
+    """
+    device = resolve_device(profile)
+    model = load_model(source, resolve_dtype(profile, device, training), device)
+    return model.eval(), load_tokenizer(source)
+
+
+def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+               folder: str | Path) -> Path:
     """Write model (safetensors) and tokenizer to `folder` so `load_model` reads them back."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,6 @@ profile says `train_from_scratch`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import shutil
@@ -26,6 +25,7 @@ from typing import Any
 import torch
 import transformers
 
+from unlearnlib.cache import BUILD_RECORD, file_sha256
 from unlearnlib.paths import PACKAGE_DIR
 
 SHIPPED_DIR = PACKAGE_DIR / "weights" / "tiny"
@@ -33,15 +33,6 @@ MANIFEST = "manifest.json"
 #: Build-record keys that say how or where a model was made, or what came out, not what was
 #: asked for: they differ between the machine that shipped a model and the one looking it up.
 LOCAL_KEYS = ("code_version", "torch", "base", "final_train_loss", "weights_sha256")
-
-
-def file_sha256(file: Path) -> str:
-    """SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with file.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def portable_settings(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -90,7 +81,7 @@ def ship_models(models: Mapping[str, Path], folder: Path = SHIPPED_DIR,
     for name, source in models.items():
         target = folder / name
         shutil.copytree(source, target)
-        record = json.loads((target / "build.json").read_text())
+        record = json.loads((target / BUILD_RECORD).read_text())
         entries[name] = {
             "settings": portable_settings(record),
             "files": {file.name: file_sha256(file) for file in sorted(target.iterdir())},

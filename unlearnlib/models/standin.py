@@ -55,7 +55,7 @@ def write_standin(size: StandinSize, out: str | Path, seed: int = 0,
     """Write a randomly initialised (seeded) stand-in and the Llama-3 tokenizer to `out`.
 
     A `save_pretrained` folder in bf16 safetensors, as the Hub checkpoint is stored, that
-    `models.load_model` / `load_tokenizer` read like a Hub id. The ``1b`` needs about 5 GB of
+    `loading.load_model` / `load_tokenizer` read like a Hub id. The ``1b`` needs about 5 GB of
     memory while it is written and 2.5 GB of disk.
     """
     tokenizer = tokenizer or build_llama3_tokenizer()

@@ -10,10 +10,9 @@ N epochs or N steps) and at the end it scores the model with the evaluation code
   on the forget split's `_perturbed` file (`tofu_metrics.forget_quality`).
 
 The forget probability and the truth ratios come from one prompt-sharing pass over the
-`_perturbed` file (its `answer` column is the forget answer). Even so a point costs about 0.6
-of an NPO epoch on the tiny profile (forward passes over 800 answers against 200 training
-samples forward and backward), so on its 20-epoch NPO run points every epoch cost ~40 %,
-every 2 epochs ~35 % and every 3 epochs (the default) ~25 % more time.
+`_perturbed` file (its `answer` column is the forget answer). Even so a point costs more
+than half an NPO epoch on the tiny profile (forward passes over 800 answers against 200
+training samples forward and backward), hence a point every 3 epochs by default.
 """
 
 from __future__ import annotations
@@ -27,21 +26,22 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from transformers import (
     PreTrainedModel,
+    PreTrainedTokenizerBase,
     TrainerCallback,
     TrainerControl,
     TrainerState,
     TrainingArguments,
 )
-from transformers import PreTrainedTokenizerBase as Tokenizer
 
-from unlearnlib.data.tofu import RETAIN_OF_FORGET, load_tofu
+from unlearnlib.data.tofu import load_tofu
 from unlearnlib.evaluation.likelihood import answer_probabilities, score_perturbed_set
 from unlearnlib.evaluation.tofu_metrics import forget_quality, truth_ratio_forget_score
+from unlearnlib.models.loading import load_tokenizer
 from unlearnlib.parallel import default_jobs, map_in_processes
 from unlearnlib.paths import artifacts_dir
 from unlearnlib.profiles import Profile, resolve_device
-from unlearnlib.train.unlearn import training_dtype, unlearn
-from unlearnlib.train.zoo import load_zoo_model
+from unlearnlib.train.pipeline import unlearn_from_profile
+from unlearnlib.train.zoo import model_source
 
 
 class TrainingCurves(TrainerCallback):
@@ -55,7 +55,7 @@ class TrainingCurves(TrainerCallback):
     training.
     """
 
-    def __init__(self, tokenizer: Tokenizer, forget_perturbed: datasets.Dataset,
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, forget_perturbed: datasets.Dataset,
                  retain: datasets.Dataset, retain_truth_ratios: ArrayLike | None = None,
                  every_n_epochs: int = 3, every_n_steps: int | None = None,
                  batch_size: int = 64, at_start: bool = True):
@@ -71,7 +71,7 @@ class TrainingCurves(TrainerCallback):
         self.records: list[dict[str, float]] = []
 
     @classmethod
-    def for_profile(cls, profile: Profile, tokenizer: Tokenizer,
+    def for_profile(cls, profile: Profile, tokenizer: PreTrainedTokenizerBase,
                     retain_truth_ratios: ArrayLike | None = None, **kwargs: Any
                     ) -> TrainingCurves:
         """Curves on the profile's forget split and `retain_perturbed`, as TOFU reports them."""
@@ -138,15 +138,13 @@ def method_curves(profile: Profile, method: str, retain_truth_ratios: ArrayLike 
     `epochs` replaces the profile's `unlearn_epochs` (a short comparison); the run's
     checkpoints go under the artifacts' `runs/` folder.
     """
-    forget = load_tofu(profile.forget_split, profile.data_source)
-    retain = load_tofu(RETAIN_OF_FORGET[profile.forget_split], profile.data_source)
-    model, tokenizer = load_zoo_model(profile, "full", dtype=training_dtype(profile))
+    tokenizer = load_tokenizer(model_source(profile, "full"))
     curves = TrainingCurves.for_profile(profile, tokenizer, retain_truth_ratios,
                                         every_n_epochs=every_n_epochs)
     overrides = {} if epochs is None else {"num_train_epochs": epochs}
     run_dir = artifacts_dir("runs", f"curves-{method}-{profile.name}-seed{profile.seed}")
-    unlearn(model, tokenizer, forget, retain, profile, run_dir, method=method,
-            callbacks=[curves], progress=False, **overrides)
+    unlearn_from_profile(profile, run_dir, method, callbacks=[curves], progress=False,
+                         **overrides)
     return curves.frame().assign(method=method)
 
 

@@ -11,7 +11,6 @@ whose forget quality is what "indistinguishable" looks like in one draw.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -20,30 +19,23 @@ from typing import Any
 
 import pandas as pd
 
+from unlearnlib.cache import atomic_write_text, config_key, is_complete
 from unlearnlib.evaluation.evaluate import evaluate_model
-from unlearnlib.models.loading import load_model, load_tokenizer
+from unlearnlib.models.loading import load_for_profile
 from unlearnlib.parallel import default_jobs, map_in_processes
 from unlearnlib.paths import artifacts_dir
-from unlearnlib.profiles import Profile, resolve_device, resolve_dtype
-from unlearnlib.train.zoo import (
-    ensure_unlearned,
-    is_complete,
-    second_retain_model,
-    unlearned_dir,
-)
+from unlearnlib.profiles import Profile, resolve_device
+from unlearnlib.train.pipeline import ensure_unlearned, unlearned_dir
+from unlearnlib.train.zoo import second_retain_model
 
 #: The summary numbers each run keeps.
 SCORES = ("forget_quality", "model_utility", "forget_Q_A_Prob", "forget_truth_ratio")
 
 
-def _reference_key(reference: Mapping[str, Any]) -> str:
-    text = json.dumps(reference["forget_truth_ratio"]["value_by_index"], sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
 def _score_cache(folder: os.PathLike[str] | str, reference: Mapping[str, Any]) -> Path:
     name = os.path.basename(os.fspath(folder).rstrip("/"))
-    return artifacts_dir("scores") / f"{name}-{_reference_key(reference)}.json"
+    key = config_key(reference["forget_truth_ratio"]["value_by_index"])
+    return artifacts_dir("scores") / f"{name}-{key}.json"
 
 
 def score_folder(folder: os.PathLike[str] | str, profile: Profile,
@@ -56,17 +48,15 @@ def score_folder(folder: os.PathLike[str] | str, profile: Profile,
     cache = _score_cache(folder, reference)
     if cache.is_file():
         return json.loads(cache.read_text())
-    device = resolve_device(profile)
-    model = load_model(folder, resolve_dtype(profile, device), device)
-    evaluation = evaluate_model(model, load_tokenizer(folder), profile, reference=reference,
-                                progress=False)
+    model, tokenizer = load_for_profile(folder, profile)
+    evaluation = evaluate_model(model, tokenizer, profile, reference=reference, progress=False)
     scores = {key: float(evaluation.summary[key]) for key in SCORES}
-    cache.write_text(json.dumps(scores, indent=2))
+    atomic_write_text(cache, json.dumps(scores, indent=2))
     return scores
 
 
 def _train(profile: Profile, method: str) -> Path:
-    return ensure_unlearned(profile, method, verbose=False)
+    return ensure_unlearned(profile, method, progress=False)
 
 
 def train_seeds(profile: Profile, seeds: Sequence[int], method: str = "npo",

@@ -32,26 +32,17 @@ import torch
 from peft import PeftModel
 from transformers import (
     PreTrainedModel,
-    PrinterCallback,
-    Trainer,
+    PreTrainedTokenizerBase,
     TrainerCallback,
     TrainerControl,
     TrainerState,
     TrainingArguments,
 )
-from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from unlearnlib.checks import check_at_least_one, check_learning_rate, check_positive
-from unlearnlib.data.formatting import ChatCollator
-from unlearnlib.models.loading import check_model_folder, save_model, torch_threads
-from unlearnlib.profiles import Profile, resolve_device, resolve_dtype
-from unlearnlib.train.finetune import (
-    EpochProgress,
-    FiniteTraining,
-    add_lora,
-    encode_dataset,
-    training_arguments,
-)
+from unlearnlib.data.formatting import ChatCollator, encode_dataset
+from unlearnlib.models.loading import check_model_folder, torch_threads
+from unlearnlib.profiles import Profile
 from unlearnlib.train.losses import (
     answer_lengths,
     answer_logits,
@@ -61,6 +52,8 @@ from unlearnlib.train.losses import (
     sequence_log_prob,
     simnpo_loss,
 )
+from unlearnlib.train.prepare import prepare_model
+from unlearnlib.train.trainer import CourseTrainer, training_arguments
 
 Method = Literal["ga", "graddiff", "npo", "simnpo"]
 METHODS: tuple[str, ...] = ("ga", "graddiff", "npo", "simnpo")
@@ -126,7 +119,7 @@ class ForgetRetainDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, forget: datasets.Dataset, retain: datasets.Dataset | None,
-                 tokenizer: Tokenizer, seed: int = 0):
+                 tokenizer: PreTrainedTokenizerBase, seed: int = 0):
         self.forget = _encoded_rows(forget, tokenizer)
         self.retain = _encoded_rows(retain, tokenizer) if retain is not None else None
         self.seed = seed
@@ -152,7 +145,8 @@ class ForgetRetainDataset(torch.utils.data.Dataset):
         return item
 
 
-def _encoded_rows(rows: datasets.Dataset, tokenizer: Tokenizer) -> list[dict[str, list[int]]]:
+def _encoded_rows(rows: datasets.Dataset, tokenizer: PreTrainedTokenizerBase
+                  ) -> list[dict[str, list[int]]]:
     encoded = encode_dataset(rows, tokenizer)
     return [{"input_ids": ids, "labels": labels}
             for ids, labels in zip(encoded["input_ids"], encoded["labels"], strict=True)]
@@ -161,7 +155,7 @@ def _encoded_rows(rows: datasets.Dataset, tokenizer: Tokenizer) -> list[dict[str
 class PairCollator:
     """Batch `ForgetRetainDataset` items: {"index", "forget": batch, "retain": batch}."""
 
-    def __init__(self, tokenizer: Tokenizer):
+    def __init__(self, tokenizer: PreTrainedTokenizerBase):
         self.chat = ChatCollator(tokenizer)
 
     def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -205,7 +199,7 @@ def forget_log_probs(model: torch.nn.Module, dataset: ForgetRetainDataset, colla
     return torch.cat(values)
 
 
-class UnlearnTrainer(Trainer):
+class UnlearnTrainer(CourseTrainer):
     """`Trainer` whose loss is an unlearning objective over paired forget/retain batches.
 
     The reference for NPO is, in order of precedence: `reference_model` if given (an explicit
@@ -215,18 +209,13 @@ class UnlearnTrainer(Trainer):
     unlearning from, also when resuming from a checkpoint).
     """
 
-    # compute_loss returns a per-micro-batch mean; the Trainer divides by accumulation steps.
-    loss_is_scaled_for_ga = False
-
     def __init__(self, model: PreTrainedModel, args: TrainingArguments,
-                 train_dataset: ForgetRetainDataset, processing_class: Tokenizer,
+                 train_dataset: ForgetRetainDataset, processing_class: PreTrainedTokenizerBase,
                  objective: Objective, reference_model: torch.nn.Module | None = None,
                  **kwargs: Any):
         kwargs.setdefault("data_collator", PairCollator(processing_class))
         super().__init__(model=model, args=args, train_dataset=train_dataset,
                          processing_class=processing_class, **kwargs)
-        # transformers < 5 reads this instead of `loss_is_scaled_for_ga`.
-        self.model_accepts_loss_kwargs = False
         if objective.uses_retain and train_dataset.retain is None:
             raise ValueError(f"{objective.method} with alpha={objective.alpha} needs retain rows.")
         self.objective = objective
@@ -234,7 +223,8 @@ class UnlearnTrainer(Trainer):
         if reference_model is not None:
             reference_model.eval().requires_grad_(False).to(args.device)
         self.reference_log_probs: torch.Tensor | None = None
-        if objective.uses_reference and reference_model is None and not _is_peft(model):
+        adapter = isinstance(model, PeftModel)
+        if objective.uses_reference and reference_model is None and not adapter:
             self.reference_log_probs = forget_log_probs(
                 self.model, train_dataset, self.data_collator, args.per_device_eval_batch_size,
                 args.device, self.accelerator.autocast)
@@ -283,51 +273,6 @@ class UnlearnTrainer(Trainer):
             logs.update({name: torch.stack(v).mean().item() for name, v in self._terms.items()})
             self._terms = {}
         super().log(logs, *args, **kwargs)
-
-
-def _is_peft(model: torch.nn.Module) -> bool:
-    return isinstance(model, PeftModel)
-
-
-def training_dtype(profile: Profile, device: torch.device | None = None) -> torch.dtype:
-    """The dtype to load the weights in for unlearning.
-
-    fp16 training keeps fp32 master weights (the Trainer's `fp16=True` autocasts and scales the
-    loss), except under LoRA, where the frozen base may be fp16 and peft keeps the trainable
-    adapter in fp32. bf16 trains bf16 weights directly, as open-unlearning does.
-    """
-    dtype = resolve_dtype(profile, device or resolve_device(profile))
-    if dtype == torch.float16 and not profile.use_lora:
-        return torch.float32
-    return dtype
-
-
-def enable_gradient_checkpointing(model: PreTrainedModel) -> None:
-    """Recompute activations in the backward pass instead of storing them (less memory).
-
-    Called on the model, as TrainingArguments(gradient_checkpointing=...) is deprecated in
-    transformers 5, which also renames the method (activation_checkpointing_enable); 4.x has
-    only the old name. Non-reentrant checkpointing also works with frozen LoRA base weights.
-    """
-    options = {"use_reentrant": False}
-    if hasattr(model, "activation_checkpointing_enable"):
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
-    else:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
-    model.config.use_cache = False
-
-
-def prepare_model(model: PreTrainedModel, profile: Profile) -> PreTrainedModel | PeftModel:
-    """Apply the profile's switches: gradient checkpointing, and LoRA (rank, alpha, targets).
-
-    With `use_lora` the result is a `PeftModel` whose base weights are frozen; otherwise every
-    weight trains (full fine-tuning).
-    """
-    if profile.gradient_checkpointing:
-        enable_gradient_checkpointing(model)
-    if not profile.use_lora or _is_peft(model):
-        return model
-    return add_lora(model, profile)
 
 
 def check_schedule(learning_rate: Any, epochs: Any) -> None:
@@ -389,7 +334,7 @@ def last_checkpoint(output_dir: str | Path) -> Path | None:
     return None
 
 
-def unlearn(model: PreTrainedModel, tokenizer: Tokenizer, forget: datasets.Dataset,
+def unlearn(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, forget: datasets.Dataset,
             retain: datasets.Dataset | None, profile: Profile, output_dir: str | Path,
             method: str | Objective = "npo", *, save_steps: int | None = None,
             callbacks: Sequence[TrainerCallback] = (),
@@ -401,10 +346,11 @@ def unlearn(model: PreTrainedModel, tokenizer: Tokenizer, forget: datasets.Datas
     `method` is a name ("ga", "graddiff", "npo", "simnpo") with its published defaults or an
     `Objective`. The profile decides LoRA or full fine-tuning, precision, batch sizes, epochs
     and lr; `training_overrides` go to `TrainingArguments` (e.g. num_train_epochs, max_steps).
-    The trained model is `trainer.model` (a `PeftModel` under LoRA; see `save_trained`).
+    The trained model is `trainer.model` (a `PeftModel` under LoRA; see
+    `prepare.save_trained`).
     `progress` prints one line per log (epoch, loss, seconds) instead of the raw log dicts.
     `resume_from_checkpoint=True` resumes from `last_checkpoint(output_dir)`. A non-finite
-    loss or gradient stops training with a `finetune.TrainingDiverged` error.
+    loss or gradient stops training with a `trainer.TrainingDiverged` error.
     """
     goal = method if isinstance(method, Objective) else objective(method)
     model = prepare_model(model, profile)
@@ -418,31 +364,9 @@ def unlearn(model: PreTrainedModel, tokenizer: Tokenizer, forget: datasets.Datas
             raise FileNotFoundError(f"No complete checkpoint-N folder in {output_dir} to "
                                     "resume from; start from step 0 instead.")
     trainer = UnlearnTrainer(model, args, pairs, tokenizer, goal,
-                             reference_model=reference_model,
-                             callbacks=[*callbacks, FiniteTraining()])
-    trainer.remove_callback(PrinterCallback)
-    if progress:
-        trainer.add_callback(EpochProgress(goal.method))
+                             reference_model=reference_model, callbacks=list(callbacks),
+                             progress=goal.method if progress else None)
     threads = profile.train_threads
     with contextlib.nullcontext() if threads is None else torch_threads(threads):
         trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     return trainer
-
-
-def save_trained(model: PreTrainedModel | PeftModel, tokenizer: Tokenizer, folder: str | Path,
-                   merge: bool = True) -> Path:
-    """Save a trained (e.g. unlearned) model, safetensors, with its tokenizer.
-
-    Under LoRA, `merge=True` folds the adapter into the base weights (a plain model that
-    `models.load_model` reads; the PeftModel is merged in place) and `merge=False` writes only
-    the adapter (a few MB; load it with `peft.PeftModel.from_pretrained(base, folder)`).
-    """
-    if not _is_peft(model):
-        return save_model(model, tokenizer, folder)
-    if merge:
-        return save_model(model.merge_and_unload(), tokenizer, folder)
-    folder = Path(folder)
-    model.save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
-    return folder
-
