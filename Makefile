@@ -20,11 +20,13 @@ install:
 course: install
 	$(BIN)/unlearnlib course run --profile tiny --out build/executed
 
-# test: ruff, the unit and hygiene tests, then nbval re-executes tests/goldens/ (the whole
-# course, once) and compares the cells marked NBVAL_CHECK_OUTPUT with the committed outputs.
+# test: ruff, the unit and hygiene tests, the rehearsal (every notebook on the colab-t4 path,
+# on CPU: tests/test_rehearsal.py), then nbval re-executes tests/goldens/ (the whole course,
+# once) and compares the cells marked NBVAL_CHECK_OUTPUT with the committed outputs. The
+# slowest five tests are listed at the end.
 test: install
 	$(BIN)/ruff check unlearnlib tests benchmarks
-	$(BIN)/pytest -q --nbval-lax
+	$(BIN)/pytest -q --nbval-lax --durations=5
 
 # test-lower: the unit tests (not nbval) on the oldest versions pyproject.toml allows, in their
 # own venv: every "name>=X" installed as "name==X" (torch is TORCH_SPEC), and the package built

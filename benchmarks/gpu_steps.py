@@ -16,6 +16,7 @@ the token limit, so generation times are the worst case. On a CPU (`--size small
 steps run, to check the script; memory is then not measured.
 
     python benchmarks/gpu_steps.py --profile colab-t4 [--size 1b] [--tofu ../shared/tofu]
+    python benchmarks/gpu_steps.py --size small --eval-batch-size 2   # a check on a CPU
 
 Prints one line a step; the last line is one JSON object.
 """
@@ -101,7 +102,9 @@ def unlearn_steps(profile: Profile, out: Path, device: torch.device) -> list[dic
 def audit_steps(profile: Profile, source: str, device: torch.device) -> list[dict]:
     """The probe families on one batch of facts with notebook 06's three models, then relearn."""
     models = {name: load_for_profile(source, profile) for name in ("full", "retain", "npo")}
-    facts = forget_facts(profile.forget_split, profile.data_source).head(profile.eval_batch_size)
+    facts = forget_facts(profile.forget_split, profile.data_source)
+    # One batch of facts from as many authors as fit (relearning needs two or more).
+    facts = facts.groupby("author", sort=False).head(1).head(max(2, profile.eval_batch_size))
     probes = [f for f in FAMILIES if f != "relearn"]
     records = []
     for phase, families in (("probes", probes), ("relearn", ["relearn"])):
@@ -117,12 +120,16 @@ def main() -> None:
     parser.add_argument("--profile", default="colab-t4", choices=["colab-t4", "gpu-full"])
     parser.add_argument("--size", default="1b", choices=["1b", "small"])
     parser.add_argument("--tofu", default=str(REPO.parent / "shared" / "tofu"))
+    parser.add_argument("--eval-batch-size", type=int, default=None,
+                        help="default: the profile's (a CPU check needs a small one)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         standin = str(write_standin(args.size, Path(tmp) / "standin"))
         profile = get_profile(args.profile, requires_cuda=False, full_model=standin,
                               retain_model=standin, audited_model=standin,
                               data_source=args.tofu)
+        if args.eval_batch_size:
+            profile = profile.replace(eval_batch_size=args.eval_batch_size)
         device = resolve_device(profile)
         steps: list[Callable[[], list[dict]]] = [
             lambda: evaluate_steps(profile, standin, device),

@@ -122,3 +122,15 @@ def test_settings_and_argument_errors(models) -> None:
         run_audit({"full": models["full"]}, "tiny")
     with pytest.raises(ValueError, match="Unknown probe families"):
         run_audit(models, "tiny", families=["direct", "telepathy"])
+
+
+def test_facts_per_author_audits_each_authors_first_facts(models) -> None:
+    profile = get_profile("tiny").replace(audit={"facts_per_author": 2})
+    quick = run_audit(models, profile, families=["direct"], membership=False,
+                      max_new_tokens=8, progress=False)
+    audited = quick.records.drop_duplicates("fact_id")
+    everything = forget_facts("forget10", "mini")
+    assert audited.groupby("author").size().eq(2).all()
+    assert audited["author"].nunique() == everything["author"].nunique()
+    first = everything.groupby("author", sort=False).head(2)["fact_id"]
+    assert set(audited["fact_id"]) == set(first)

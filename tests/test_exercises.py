@@ -120,7 +120,7 @@ def _last_rows() -> dict[str, Any]:
 
 def _decode_labels() -> dict[str, Any]:
     vocabulary = ["Who", "?", "Ann", " wrote", "</s>"]
-    tokenizer = SimpleNamespace(decode=lambda ids: "".join(vocabulary[i] for i in ids),
+    tokenizer = SimpleNamespace(decode=lambda ids, **options: "".join(vocabulary[i] for i in ids),
                                 eos_token="</s>")
     return {"tokenizer": tokenizer, "IGNORE_INDEX": -100, "example": {"answer": " Ann wrote "},
             "encoded": SimpleNamespace(labels=[-100, -100, 2, 3, 4])}

@@ -164,8 +164,9 @@ def test_forget_quality_at_distance_warns_of_nothing_and_checks_its_input() -> N
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert 0 < tm.forget_quality_at_distance(0.46, 400) < 1e-30
+    assert tm.forget_quality_at_distance(0.0, 100) == 1.0  # the retain model's own ratios
     with pytest.raises(ValueError, match="KS distance"):
-        tm.forget_quality_at_distance(0.0, 100)
+        tm.forget_quality_at_distance(-0.1, 100)
     with pytest.raises(ValueError, match="n_questions"):
         tm.forget_quality_at_distance(0.2, 0)
 

@@ -85,6 +85,8 @@ class AuditSettings:
     relearn_learning_rate: float = 2e-4
     #: leak_table: bootstrap resamples of the authors.
     n_bootstrap: int = 1000
+    #: Audit only each author's first N forget facts (None: all of them), for a quick look.
+    facts_per_author: int | None = None
 
     def replace(self, **overrides: Any) -> AuditSettings:
         """A copy with some fields changed; unknown names raise with the valid ones."""

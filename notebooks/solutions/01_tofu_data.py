@@ -11,4 +11,5 @@ n_forget = len(full) * FORGET_PERCENT[FORGET_SPLIT] // 100
 last_rows = full.select(range(len(full) - n_forget, len(full)))
 
 # %% EXERCISE: decode-labels
-learned = tokenizer.decode([t for t in encoded.labels if t != IGNORE_INDEX])
+learned = tokenizer.decode([t for t in encoded.labels if t != IGNORE_INDEX],
+                           clean_up_tokenization_spaces=False)

@@ -199,8 +199,9 @@ def summary_table(runs: Sequence[NotebookRun]) -> str:
     return "\n".join(lines)
 
 
-def _write_summary(out_dir: Path, profile: str, parameters: Mapping[str, Any],
-                   runs: Sequence[NotebookRun]) -> None:
+def write_summary(out_dir: Path, profile: str, parameters: Mapping[str, Any],
+                  runs: Sequence[NotebookRun]) -> None:
+    """Write ``out_dir/summary.json``: the profile, parameters, machine, and each run's time."""
     summary = {
         "profile": profile,
         "parameters": dict(parameters),
@@ -219,7 +220,7 @@ def _keep_finished(out_dir: Path, profile: str, parameters: Mapping[str, Any],
     try:
         yield
     except KeyboardInterrupt as interrupt:
-        _write_summary(out_dir, profile, parameters, runs)
+        write_summary(out_dir, profile, parameters, runs)
         left = " ".join(f"--only {p.name[:2]}" for p in paths[len(runs):])
         raise KeyboardInterrupt(
             f"{len(runs)} finished notebook(s) and summary.json are in {out_dir}; run the rest "
@@ -292,7 +293,7 @@ def run_course(profile: str = "tiny", out_dir: str | Path = "build/executed",
             runs.append(run)
             if error:
                 break
-    _write_summary(out_dir, profile, parameters, runs)
+    write_summary(out_dir, profile, parameters, runs)
     if progress:
         print(summary_table(runs))
         print(f"executed notebooks and summary.json are in {out_dir}")

@@ -249,7 +249,8 @@ def run_point(point: Mapping[str, Any], profile: str, out_dir: str | Path, threa
     parameters = {**{k.upper(): v for k, v in point.items()}, **(extra or {}),
                   "PROFILE": profile, "OUT_DIR": str(folder.resolve()), "POINT_ID": name}
     (folder / PARAMETERS_FILE).write_text(json.dumps(parameters, indent=2) + "\n")
-    env = {**course_environment(profile), "OMP_NUM_THREADS": str(threads),
+    settings = get_profile(profile, **(extra or {}).get("PROFILE_OVERRIDES") or {})
+    env = {**course_environment(settings), "OMP_NUM_THREADS": str(threads),
            "MKL_NUM_THREADS": str(threads)}
     start = time.perf_counter()
     try:
@@ -350,7 +351,8 @@ def run_sweep(grid: Mapping[str, Sequence[Any]] | str | Path, profile: str = "ti
     runs (a dedicated one must write a complete results.json). Returns one `PointRun` per
     point of the shard, in grid order.
     """
-    get_profile(profile)  # an unknown or unavailable profile fails before any notebook
+    # An unknown or unavailable profile fails before any notebook
+    get_profile(profile, **(extra or {}).get("PROFILE_OVERRIDES") or {})
     grid = load_grid(grid) if isinstance(grid, str | Path) else grid
     check_grid(grid_points(grid), extra or {}, template)
     points = shard_points(grid_points(grid), *shard)

@@ -202,10 +202,11 @@ def forget_quality_at_distance(distance: float, n_questions: int) -> float:
     ``ceil(distance * n) / n`` apart (two samples of n values can only be k/n apart), so it
     is exactly the number a run with that distance would report (where scipy's exact
     computation gives up, e.g. D = 0.46 at 400 questions, a run falls back to the asymptotic
-    value as this does; the warning it prints then is silenced here).
+    value as this does; the warning it prints then is silenced here). Distance 0 (the same
+    truth ratios as the retain model) earns 1.
     """
-    if not 0 < distance <= 1:
-        raise ValueError(f"a KS distance lies in (0, 1], not {distance}")
+    if not 0 <= distance <= 1:
+        raise ValueError(f"a KS distance lies in [0, 1], not {distance}")
     if n_questions < 1:
         raise ValueError(f"n_questions must be at least 1, not {n_questions}")
     shift = int(np.ceil(distance * n_questions - 1e-9))

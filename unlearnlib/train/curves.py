@@ -74,10 +74,15 @@ class TrainingCurves(TrainerCallback):
     def for_profile(cls, profile: Profile, tokenizer: PreTrainedTokenizerBase,
                     retain_truth_ratios: ArrayLike | None = None, **kwargs: Any
                     ) -> TrainingCurves:
-        """Curves on the profile's forget split and `retain_perturbed`, as TOFU reports them."""
-        return cls(tokenizer, load_tofu(f"{profile.forget_split}_perturbed", profile.data_source),
-                   load_tofu("retain_perturbed", profile.data_source), retain_truth_ratios,
-                   **kwargs)
+        """Curves on the profile's forget split and `retain_perturbed`, as TOFU reports them
+        (their first `eval_max_samples` rows when the profile sets it)."""
+        def rows(config: str) -> datasets.Dataset:
+            dataset = load_tofu(config, profile.data_source)
+            keep = profile.eval_max_samples or len(dataset)
+            return dataset.select(range(min(keep, len(dataset))))
+
+        return cls(tokenizer, rows(f"{profile.forget_split}_perturbed"), rows("retain_perturbed"),
+                   retain_truth_ratios, **kwargs)
 
     def measure(self, model: PreTrainedModel) -> dict[str, float]:
         """Forget and retain probability, forget truth-ratio score and forget quality now."""

@@ -135,6 +135,17 @@ class FiniteTraining(TrainerCallback):
             f"{args.learning_rate:g}) and run again; no finished model was saved.")
 
 
+def _align_pad_token(model: Any, tokenizer: Any) -> None:
+    """Give the model the tokenizer's pad id where its config has none (Llama-3.2's has none,
+    open-unlearning pads with eos), as the Trainer would, but without its warning."""
+    pad = getattr(tokenizer, "pad_token_id", None)
+    if model is None or pad is None or model.config.pad_token_id is not None:
+        return
+    model.config.pad_token_id = pad
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.pad_token_id = pad
+
+
 class CourseTrainer(Trainer):
     """`Trainer` whose `compute_loss` returns a per-micro-batch mean, with one progress line
     per epoch (labelled `progress`, None for silence) and a stop at non-finite gradients."""
@@ -143,6 +154,8 @@ class CourseTrainer(Trainer):
     loss_is_scaled_for_ga = False
 
     def __init__(self, *args: Any, progress: str | None = None, **kwargs: Any):
+        _align_pad_token(kwargs.get("model", args[0] if args else None),
+                         kwargs.get("processing_class"))
         super().__init__(*args, **kwargs)
         # transformers < 5 reads this instead of `loss_is_scaled_for_ga`.
         self.model_accepts_loss_kwargs = False

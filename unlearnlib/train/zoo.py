@@ -295,8 +295,9 @@ def model_source(profile: Profile, role: str) -> str | Path:
 def describe_source(source: str | Path) -> str:
     """Where a model comes from, in words: shipped (with the machine that trained it), trained
     on this machine, a local folder, or a Hub id."""
-    if not isinstance(source, Path):
+    if not isinstance(source, Path) and not Path(source).expanduser().is_dir():
         return f"{source} (Hugging Face Hub)"
+    source = Path(source)
     if source.parent == SHIPPED_DIR:
         built = read_manifest()["built_with"]
         return (f"shipped with unlearnlib ({source.name}; trained by `{built['command']}` on "
