@@ -145,7 +145,8 @@ def main() -> None:
                 print(f"{record['step']:<42} {record['phase']:<8} {record['seconds']:8.2f} s  "
                       f"measured {measured_gib if measured_gib is None else f'{measured_gib:.2f}'}"
                       f" GiB, estimated {record['estimated_gib']:.2f} GiB", flush=True)
-    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    cpu = platform.processor() or platform.machine()
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu
     print(json.dumps({"profile": args.profile, "size": args.size, "device": gpu,
                       "steps": records}))
 
