@@ -257,3 +257,20 @@ def test_summarize_command_table() -> None:
 def test_summarize_command_mismatch_names_both_files() -> None:
     with pytest.raises(ValueError, match="retain95"):
         summarize_command(str(LOGS["full_forget10"]), str(LOGS["retain95"]), as_json=True)
+
+
+def test_published_logs_come_from_a_local_copy_of_the_hub_layout() -> None:
+    retain = eval_logs.published_eval_log("open-unlearning/tofu_Llama-3.2-1B-Instruct_retain90",
+                                          "forget10", LOG_ROOT)
+    assert retain == load_eval_log(LOGS["retain90"])
+    full = eval_logs.published_eval_log("tofu_Llama-3.2-1B-Instruct_full", "forget05", LOG_ROOT)
+    assert full == load_eval_log(FULL / "evals_forget05" / "TOFU_EVAL.json")
+    with pytest.raises(FileNotFoundError, match="retain95"):
+        eval_logs.published_eval_log("tofu_Llama-3.2-1B-Instruct_retain95x", "forget05",
+                                     LOG_ROOT)
+
+
+def test_a_published_log_the_hub_cannot_give_names_what_was_wanted() -> None:
+    # The tests run offline (conftest), and nothing is cached for this name.
+    with pytest.raises(OSError, match="open-unlearning/eval"):
+        eval_logs.published_eval_log("no-such-model", "forget10")

@@ -144,6 +144,10 @@ class Profile:
     #: The unlearned model notebooks 05 and 06 score and audit (a Hub id or folder); None: the
     #: course's own NPO model (notebook 04). The GPU profiles audit the published seed.
     audited_model: str | None = None
+    #: Where notebook 05 finds open-unlearning's published evaluation logs, to score the
+    #: audited model against the published retain log: "hub" or a local copy of their folder;
+    #: None where there are none (the tiny models have no published logs).
+    published_logs: str | None = None
     #: A second retain model (another seed) for the noise floor of forget quality, or None
     #: where none is published. "tiny": the course's own, shipped with the package.
     second_retain_model: str | None = None
@@ -211,6 +215,7 @@ PROFILES: dict[str, Profile] = {
         full_model=_LLAMA_FULL,
         retain_model=_LLAMA_RETAIN,
         audited_model=SEED_MODEL,
+        published_logs="hub",
         requires_cuda=True,
         gpu_memory_gib=15.0,
         precision="fp16",
@@ -227,6 +232,7 @@ PROFILES: dict[str, Profile] = {
         full_model=_LLAMA_FULL,
         retain_model=_LLAMA_RETAIN,
         audited_model=SEED_MODEL,
+        published_logs="hub",
         requires_cuda=True,
         gpu_memory_gib=80.0,
         precision="bf16",

@@ -58,6 +58,9 @@ def rehearsal_overrides(standin: Path, tofu: Path) -> dict[str, Any]:
         # audit the stand-in itself (it scores exactly as the retain model: forget quality 1).
         "audited_model": model,
         "second_retain_model": None,
+        # The published logs are of the real retain model, not of the stand-in; the local
+        # path to them is tested against ../shared/tofu's copy (tests/test_eval_logs.py).
+        "published_logs": None,
         "data_source": str(Path(tofu).resolve()),
         "forget_split": "forget01",
         # The 128k-token vocabulary's logits dominate memory: scoring a batch of 8 perturbed

@@ -27,6 +27,8 @@ import numpy as np
 from unlearnlib.evaluation import tofu_metrics as tm
 
 EVAL_FILENAME = "TOFU_EVAL.json"
+#: The Hub dataset where open-unlearning publishes its evaluation logs.
+PUBLISHED_LOGS_REPO = "open-unlearning/eval"
 SUMMARY_FILENAME = "TOFU_SUMMARY.json"
 
 #: The headline metrics of open-unlearning's TOFU evaluation, as TOFU_SUMMARY.json names
@@ -108,6 +110,38 @@ def load_eval_log(path: str | Path) -> dict[str, Any]:
             f"{EVAL_FILENAME} instead"
         )
     return log
+
+
+def published_eval_log(model: str | Path, forget_split: str, source: str | Path = "hub"
+                       ) -> dict[str, Any]:
+    """open-unlearning's published TOFU_EVAL.json of `model` on `forget_split`.
+
+    `model` is the published model's Hub id or name (e.g. the retain model
+    ``open-unlearning/tofu_Llama-3.2-1B-Instruct_retain90``); `source` is "hub" (the dataset
+    repository `PUBLISHED_LOGS_REPO`, downloaded once into the Hub cache) or a local folder
+    in its layout: ``<name>/evals_<forget_split>/TOFU_EVAL.json`` for a model evaluated on
+    several splits, ``<name>/TOFU_EVAL.json`` for a retain model (only on its own split;
+    `evaluate_model` checks the questions against the split it scores).
+    """
+    name = Path(str(model)).name
+    candidates = [f"{name}/evals_{forget_split}/{EVAL_FILENAME}", f"{name}/{EVAL_FILENAME}"]
+    if str(source) != "hub":
+        folder = Path(source).expanduser()
+        found = [folder / c for c in candidates if (folder / c).is_file()]
+        return load_eval_log(found[0] if found else folder / candidates[0])
+    from huggingface_hub import hf_hub_download
+
+    from unlearnlib.models.loading import hf_token
+
+    for candidate in candidates:
+        try:
+            path = hf_hub_download(PUBLISHED_LOGS_REPO, candidate, repo_type="dataset",
+                                   token=hf_token())
+        except Exception:  # offline, or not this layout: try the next, then say what failed
+            continue
+        return load_eval_log(path)
+    raise OSError(f"Could not fetch {' or '.join(candidates)} from the Hub dataset "
+                  f"{PUBLISHED_LOGS_REPO}; pass a local copy of its folder instead.")
 
 
 def _to_json(value: Any) -> Any:
