@@ -268,7 +268,18 @@ def _unlearn(args: argparse.Namespace) -> int:
         (out / "unlearn_log.json").write_text(json.dumps(record, indent=2))
         print(f"Unlearned with {goal} in {trainer.state.global_step} steps "
               f"({trainer.args.world_size} process(es)); wrote {out}")
+    _end_processes()
     return 0
+
+
+def _end_processes() -> None:
+    """Under torchrun / accelerate launch, wait for every process and close the group, so no
+    process exits while its communication threads still run (an abort at exit otherwise)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 #: What `audit -p KEY VALUE` may set besides the fields of `profiles.AuditSettings`.

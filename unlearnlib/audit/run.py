@@ -164,7 +164,7 @@ def run_audit(
     source, seed, ``eval_batch_size``, ``max_new_tokens`` and the `AuditSettings`
     (``profile.audit``, with keyword overrides such as ``n_samples=4``; unknown names raise).
     `facts` restricts the audit to some forget facts (rows of `probes.forget_facts`; default:
-    all, or each author's first ``profile.audit.facts_per_author``). With
+    all), each author's first ``profile.audit.facts_per_author`` if the profile sets it. With
     `out_dir` the records (JSON lines), the leak table and the membership table are written
     there (`AuditResult.paths`); draw the figure with `AuditResult.plot`.
     `membership=False` skips membership inference.
@@ -177,10 +177,9 @@ def run_audit(
     check_families(families)
     forget_split = forget_split or profile.forget_split
     src = resolve_source(source if source is not None else profile.data_source)
-    if facts is None:
-        facts = probes.forget_facts(forget_split, src)
-        if profile.audit.facts_per_author is not None:
-            facts = facts.groupby("author", sort=False).head(profile.audit.facts_per_author)
+    facts = probes.forget_facts(forget_split, src) if facts is None else facts
+    if profile.audit.facts_per_author is not None:
+        facts = facts.groupby("author", sort=False).head(profile.audit.facts_per_author)
     context = ProbeContext.from_profile(profile, seed=seed, max_new_tokens=max_new_tokens,
                                         batch_size=batch_size, progress=progress, **settings)
 

@@ -96,8 +96,7 @@ def rehearsal_parameters(standin: Path, tofu: Path, out: Path
         "LRS": [get_profile(REHEARSED_PROFILE, check_cuda=False).learning_rate],
         "EPOCHS": [1, 2],  # with one learning rate: a two-point grid
         "JOBS": 1,  # one point at a time; on 2 cores a second process only competes
-        "AUDIT_FAMILIES": ["direct"],
-        "AUDIT_MAX_FACTS": 4,
+        "AUDIT_FAMILIES": ["direct"],  # on each author's first facts (`facts_per_author`)
         "OUT": str(Path(out).resolve() / SWEEP_DIR),
     }
     return course, sweep
